@@ -1,0 +1,72 @@
+# controlplane: `make up` runs the whole system locally, `make test` runs every test.
+# Both install what is missing first (Python venv, Consul, buf, grpcurl): see `make deps`.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+CONSUL := tools/bin/consul
+BUF_VERSION := 1.75.0
+BUF := tools/npm/node_modules/.bin/buf
+PYTEST_ARGS ?=
+
+.PHONY: help deps proto proto-check lint test up down status logs bench clean
+
+help:
+	@echo "make up      install what is missing, generate code, start Consul, the control plane and the demo"
+	@echo "make test    install what is missing, run every test (against a real Consul agent)"
+	@echo "make down | status | logs | bench | lint | proto | deps | clean"
+
+deps: $(STAMP) $(CONSUL) $(BUF)
+	@echo "deps: $$($(CONSUL) version | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
+
+$(STAMP): pyproject.toml setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(CONSUL): scripts/install-consul.sh
+	scripts/install-consul.sh
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix tools/npm @bufbuild/buf@$(BUF_VERSION)
+
+proto: $(STAMP)
+	scripts/gen-proto.sh gen
+
+# Fails when gen/ differs from what the protos generate.
+proto-check: $(STAMP)
+	scripts/gen-proto.sh "$$(mktemp -d)/gen" --compare gen
+
+lint: deps
+	$(BUF) lint
+	@if git rev-parse --verify --quiet main >/dev/null && git cat-file -e main:buf.yaml 2>/dev/null; then \
+	  echo "buf breaking against main ($$(git rev-parse --short main))"; \
+	  $(BUF) breaking --against '.git#branch=main'; \
+	else echo "buf breaking: no earlier commit on main to compare with"; fi
+	$(VENV)/bin/ruff check .
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+up: deps
+	$(PY) scripts/devstack.py up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) scripts/devstack.py down; else echo "nothing to stop"; fi
+
+status: $(STAMP)
+	$(PY) scripts/devstack.py status
+
+logs:
+	@$(PY) scripts/devstack.py logs
+
+bench: deps
+	$(PY) bench/run.py
+
+clean: down
+	rm -rf .run .traces gen.tmp *.egg-info

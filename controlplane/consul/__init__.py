@@ -1,0 +1,1 @@
+"""Consul access shared by the control plane's bounded contexts."""

@@ -1,0 +1,173 @@
+"""Run a real Consul agent on loopback, for tests and for `make up`.
+
+The agent binds only to 127.0.0.1 on ports picked free at start, so several can run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConsulNotFound(RuntimeError):
+    """No consul binary could be found."""
+
+
+def find_consul_binary() -> str:
+    """The consul binary to run: $CONSUL_BIN, the project's tools/bin/consul, or one on PATH."""
+    candidates = [os.environ.get("CONSUL_BIN", ""), str(PROJECT_ROOT / "tools" / "bin" / "consul")]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    on_path = shutil.which("consul")
+    if on_path:
+        return on_path
+    raise ConsulNotFound(
+        "no consul binary: run `make deps` (it provisions one into tools/bin), "
+        "or put consul on PATH, or set CONSUL_BIN"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def consul_reachable(http_addr: str, timeout: float = 1.0) -> bool:
+    """True when a Consul agent at host:port answers and has a leader."""
+    try:
+        with urllib.request.urlopen(f"http://{http_addr}/v1/status/leader", timeout=timeout) as resp:
+            return resp.status == 200 and json.loads(resp.read() or b'""') != ""
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class LocalConsul:
+    """A single-node Consul server on loopback.
+
+    `dev=True` keeps everything in memory (what `make up` uses). With `dev=False` the agent runs as a
+    bootstrapped server persisting to `data_dir`, so it can be stopped and started again with its state,
+    which is what the stale-cache tests need.
+    """
+
+    data_dir: Path | None = None
+    dev: bool = False
+    http_port: int = 0
+    log_path: Path | None = None
+    binary: str = field(default_factory=find_consul_binary)
+    _process: subprocess.Popen[bytes] | None = None
+    _ports: dict[str, int] = field(default_factory=dict)
+    _own_tmp: bool = False
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout: float = 30.0) -> LocalConsul:
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="consul-"))
+            self._own_tmp = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self._ports:
+            # Ports stay the same across restarts so clients keep their address.
+            self.http_port = self.http_port or free_port()
+            self._ports = {
+                "http": self.http_port,
+                "server": free_port(),
+                "serf_lan": free_port(),
+                "serf_wan": free_port(),
+                "dns": -1,
+                "grpc": -1,
+            }
+        args = [
+            self.binary,
+            "agent",
+            "-bind=127.0.0.1",
+            "-client=127.0.0.1",
+            "-advertise=127.0.0.1",
+            "-node=controlplane-local",
+            "-log-level=warn",
+            f"-config-file={self._write_config()}",
+        ]
+        if self.dev:
+            args.append("-dev")
+        else:
+            args += ["-server", "-bootstrap-expect=1", f"-data-dir={self.data_dir / 'data'}"]
+        # Run inside the data directory: a dev agent writes its local state relative to its cwd.
+        log = open(self.log_path or self.data_dir / "consul.log", "ab")  # noqa: SIM115 - owned by the child
+        self._process = subprocess.Popen(
+            args,
+            cwd=self.data_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _write_config(self) -> Path:
+        assert self.data_dir is not None
+        path = self.data_dir / "agent.json"
+        config = {
+            "ports": self._ports,
+            "disable_update_check": True,
+            "enable_script_checks": False,
+            # A single node elects itself at once; no need to wait for peers.
+            "performance": {"raft_multiplier": 1},
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"consul exited with {self._process.returncode}; see {self.data_dir}")
+            if consul_reachable(self.http_addr, timeout=0.5):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"consul at {self.http_addr} not ready within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the agent (SIGTERM, then SIGKILL). Its data stays for a later start()."""
+        proc, self._process = self._process, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+    def destroy(self) -> None:
+        """Stop the agent and remove a data directory it created itself."""
+        self.stop()
+        if self._own_tmp and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "version"], capture_output=True, text=True, check=True)
+        return out.stdout.splitlines()[0]

@@ -1,0 +1,1 @@
+"""The registry: which service instances run where, and whether they are healthy."""

@@ -1,0 +1,83 @@
+"""Client side of the registry: how a service registers itself and finds others."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import duration_pb2
+
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelfRegistration:
+    """Registers this process's gRPC server with the control plane, with a gRPC health check.
+
+    `register()` retries until the control plane answers (up to `startup_timeout` seconds);
+    `deregister()` removes the instance again, e.g. on SIGTERM.
+    """
+
+    control_plane: str
+    service: str
+    address: str
+    port: int
+    version: str = ""
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    check_interval: float = 1.0
+    startup_timeout: float = 30.0
+    instance_id: str = ""
+
+    def register(self) -> registry_pb2.Instance:
+        request = registry_pb2.RegisterRequest(
+            service=self.service,
+            instance_id=self.instance_id,
+            address=self.address,
+            port=self.port,
+            version=self.version,
+            tags=list(self.tags),
+            metadata=self.metadata,
+            check=registry_pb2.HealthCheck(
+                grpc=registry_pb2.GrpcHealthCheck(interval=_duration(self.check_interval))
+            ),
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        delay = 0.1
+        with grpc.insecure_channel(self.control_plane) as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            while True:
+                try:
+                    instance = stub.Register(request, timeout=5.0).instance
+                    self.instance_id = instance.instance_id
+                    log.info("registered %s as %s", self.service, self.instance_id)
+                    return instance
+                except grpc.RpcError as exc:
+                    retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                    if not retryable or time.monotonic() + delay > deadline:
+                        raise
+                    log.info("control plane not ready (%s); retrying in %.1fs", exc.code().name, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    def deregister(self) -> None:
+        if not self.instance_id:
+            return
+        with grpc.insecure_channel(self.control_plane) as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            try:
+                stub.Deregister(registry_pb2.DeregisterRequest(instance_id=self.instance_id), timeout=5.0)
+                log.info("deregistered %s", self.instance_id)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    log.warning("could not deregister %s: %s", self.instance_id, exc.details())
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value

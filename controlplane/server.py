@@ -1,0 +1,120 @@
+"""The control-plane process: three gRPC services on one port, with health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane.consul.client import connect, consul_call
+from controlplane.errors import ConsulUnavailable
+from controlplane.registry.cache import InstanceCache
+from controlplane.registry.servicer import RegistryServicer
+from controlplane.registry.store import RegistryStore
+from controlplane.settings import ServerSettings
+from controlplane.v1 import (
+    config_pb2,
+    config_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    saga_pb2,
+    saga_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
+    saga_pb2.DESCRIPTOR.services_by_name["SagaService"].full_name,
+)
+
+
+@dataclass
+class ControlPlane:
+    """A running control-plane server. Build it with `start()`, end it with `stop()`."""
+
+    settings: ServerSettings
+    port: int = 0
+    _server: grpc.aio.Server | None = None
+    _health: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _closers: list[object] = field(default_factory=list)
+    _cache: InstanceCache | None = None
+
+    async def start(self) -> ControlPlane:
+        s = self.settings
+        client = connect(s.consul_addr, request_timeout=s.consul_timeout)
+        blocking = connect(s.consul_addr, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0)
+        self._closers += [client, blocking]
+        store = RegistryStore(client, blocking)
+        self._cache = InstanceCache(store, s.cache)
+
+        server = grpc.aio.server()
+        registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
+        # ConfigService and SagaService are described by reflection but answer UNIMPLEMENTED
+        # until their servicers land.
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        self.port = server.add_insecure_port(s.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {s.listen}")
+        await self._set_serving(await _consul_reachable(client))
+        await server.start()
+        self._server = server
+        self._tasks.append(asyncio.get_running_loop().create_task(self._probe_consul(client)))
+        log.info("control plane serving on %s (port %d), Consul at %s", s.listen, self.port, s.consul_addr)
+        return self
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
+
+    async def _probe_consul(self, client: object) -> None:
+        """Keep the health status in step with Consul's reachability."""
+        serving: bool | None = None
+        while True:
+            now = await _consul_reachable(client)
+            if now != serving:
+                if serving is not None:
+                    log.warning("Consul %s", "reachable again" if now else "unreachable: reporting NOT_SERVING")
+                await self._set_serving(now)
+                serving = now
+            await asyncio.sleep(self.settings.consul_probe_interval)
+
+    async def wait_for_termination(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, end watch streams, let in-flight calls finish within `grace` seconds."""
+        grace = self.settings.shutdown_grace if grace is None else grace
+        await self._health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        stopping = asyncio.ensure_future(self._server.stop(grace)) if self._server else None
+        if self._cache is not None:
+            await self._cache.stop()
+        if stopping is not None:
+            await stopping
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for closer in self._closers:
+            await closer.close()  # type: ignore[attr-defined]
+
+
+async def _consul_reachable(client: object) -> bool:
+    try:
+        leader = await consul_call(client.status.leader(), what="leader")  # type: ignore[attr-defined]
+        return bool(leader)
+    except ConsulUnavailable:
+        return False
+    except Exception:  # any odd answer means Consul cannot serve us
+        return False

@@ -1,0 +1,70 @@
+"""The control-plane process's settings: one typed object, from flags and environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+from controlplane.registry.cache import CacheSettings
+from controlplane.watch import Backoff
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How `controlplane serve` runs. Durations are in seconds."""
+
+    # host:port the gRPC server listens on (CONTROLPLANE_LISTEN).
+    listen: str = "127.0.0.1:50051"
+    # host:port of the Consul agent's HTTP API (CONSUL_HTTP_ADDR).
+    consul_addr: str = "127.0.0.1:8500"
+    # Longest a single Consul request (not a blocking query) may take.
+    consul_timeout: float = 5.0
+    # How often Consul's reachability is checked for the gRPC health status.
+    consul_probe_interval: float = 1.0
+    # Time in-flight calls get to finish after SIGTERM.
+    shutdown_grace: float = 10.0
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> ServerSettings:
+        env = dict(os.environ) if env is None else env
+        defaults = cls()
+        parser = argparse.ArgumentParser(prog="controlplane serve", description="Run the control plane.")
+        parser.add_argument("--listen", default=env.get("CONTROLPLANE_LISTEN", defaults.listen),
+                            help="host:port to serve gRPC on [env CONTROLPLANE_LISTEN, default %(default)s]")
+        parser.add_argument("--consul", default=_strip_scheme(env.get("CONSUL_HTTP_ADDR", defaults.consul_addr)),
+                            help="Consul HTTP address host:port [env CONSUL_HTTP_ADDR, default %(default)s]")
+        parser.add_argument("--consul-timeout", type=float,
+                            default=float(env.get("CONTROLPLANE_CONSUL_TIMEOUT", defaults.consul_timeout)),
+                            help="seconds a Consul request may take [env CONTROLPLANE_CONSUL_TIMEOUT]")
+        parser.add_argument("--consul-probe-interval", type=float,
+                            default=float(env.get("CONTROLPLANE_CONSUL_PROBE_INTERVAL",
+                                                  defaults.consul_probe_interval)),
+                            help="seconds between Consul reachability probes [env CONTROLPLANE_CONSUL_PROBE_INTERVAL]")
+        parser.add_argument("--blocking-wait", type=float,
+                            default=float(env.get("CONTROLPLANE_BLOCKING_WAIT", defaults.cache.blocking_wait)),
+                            help="seconds a Consul blocking query waits [env CONTROLPLANE_BLOCKING_WAIT]")
+        parser.add_argument("--retry-max", type=float,
+                            default=float(env.get("CONTROLPLANE_RETRY_MAX", defaults.cache.backoff.maximum)),
+                            help="longest pause, in seconds, between retries while Consul is down "
+                                 "[env CONTROLPLANE_RETRY_MAX]")
+        parser.add_argument("--shutdown-grace", type=float,
+                            default=float(env.get("CONTROLPLANE_SHUTDOWN_GRACE", defaults.shutdown_grace)),
+                            help="seconds in-flight calls get after SIGTERM [env CONTROLPLANE_SHUTDOWN_GRACE]")
+        args = parser.parse_args(argv)
+        return cls(
+            listen=args.listen,
+            consul_addr=_strip_scheme(args.consul),
+            consul_timeout=args.consul_timeout,
+            consul_probe_interval=args.consul_probe_interval,
+            shutdown_grace=args.shutdown_grace,
+            cache=CacheSettings(
+                blocking_wait=args.blocking_wait,
+                backoff=Backoff(initial=min(0.1, args.retry_max), maximum=args.retry_max),
+            ),
+        )
+
+
+def _strip_scheme(addr: str) -> str:
+    return addr.removeprefix("http://").rstrip("/")

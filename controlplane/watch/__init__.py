@@ -1,0 +1,5 @@
+"""Watch fan-out: one Consul blocking query feeding many gRPC streams."""
+
+from controlplane.watch.blocking_query import Backoff, BlockingQueryWatch, Fetch, Snapshot
+
+__all__ = ["Backoff", "BlockingQueryWatch", "Fetch", "Snapshot"]

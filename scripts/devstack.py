@@ -1,0 +1,210 @@
+"""Local stack for `make up`, `make down`, `make status` and `make logs`.
+
+Starts Consul (unless CONSUL_HTTP_ADDR names a reachable agent), the control plane and the four demo
+services as background processes, records their pids under .run/pids and their logs under .run/logs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from controlplane.consul.local_agent import LocalConsul, consul_reachable
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / ".run"
+PIDS = RUN / "pids"
+LOGS = RUN / "logs"
+CONTROL_PLANE = "127.0.0.1:50051"
+CONSUL_DEFAULT = "127.0.0.1:8500"
+DEMO = {"user": 50061, "order": 50062, "payment": 50063, "inventory": 50064}
+ORDER = ["consul", "controlplane", *DEMO]  # start order; stopped in reverse
+READY_TIMEOUT = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _pid(name: str) -> int | None:
+    path = PIDS / f"{name}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip() or 0)
+    return pid if pid and _alive(pid) else None
+
+
+def _port_free(addr: str) -> bool:
+    host, _, port = addr.rpartition(":")
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, int(port)))
+            return True
+        except OSError:
+            return False
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str] | None = None) -> int:
+    log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+    log.close()
+    (PIDS / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _wait(what: str, ready: callable, timeout: float = READY_TIMEOUT) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready within {timeout:.0f}s")
+
+
+def _serving(addr: str) -> bool:
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+
+def _passing(service: str) -> list[registry_pb2.Instance]:
+    with grpc.insecure_channel(CONTROL_PLANE) as channel:
+        try:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            return list(stub.Discover(registry_pb2.DiscoverRequest(service=service), timeout=2.0).instances)
+        except grpc.RpcError:
+            return []
+
+
+def up() -> int:
+    started = time.monotonic()
+    running = [name for name in ORDER if _pid(name)]
+    if running:
+        print(f"already running: {', '.join(running)} (make down to stop)")
+        return status()
+    PIDS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    busy = [addr for addr in [CONTROL_PLANE, *(f"127.0.0.1:{p}" for p in DEMO.values())] if not _port_free(addr)]
+    if busy:
+        print(f"ports in use: {', '.join(busy)}; stop whatever holds them (or `make down`) and retry")
+        return 1
+    try:
+        consul_addr = _consul()
+        _spawn("controlplane", [sys.executable, "-m", "controlplane", "serve",
+                                "--listen", CONTROL_PLANE, "--consul", consul_addr])
+        _wait("control plane", lambda: _serving(CONTROL_PLANE))
+        for name, port in DEMO.items():
+            _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{port}"],
+                   env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
+        for name in DEMO:
+            _wait(f"{name} (registered and passing its health check)", lambda n=name: bool(_passing(n)))
+    except (TimeoutError, RuntimeError) as exc:
+        print(f"make up failed: {exc}. Logs: .run/logs/ (make logs). Stopping what was started.")
+        down()
+        return 1
+    print(f"\nup in {time.monotonic() - started:.1f}s\n")
+    status()
+    print(f"""
+Try it:
+  .venv/bin/grpcurl -plaintext {CONTROL_PLANE} list
+  .venv/bin/grpcurl -plaintext {CONTROL_PLANE} describe controlplane.v1.RegistryService
+  .venv/bin/grpcurl -plaintext {CONTROL_PLANE} controlplane.v1.RegistryService/ListServices
+  .venv/bin/grpcurl -plaintext -d '{{"service": "order"}}' {CONTROL_PLANE} controlplane.v1.RegistryService/Discover
+  .venv/bin/grpcurl -plaintext -d '{{"service": "payment"}}' {CONTROL_PLANE} controlplane.v1.RegistryService/Watch
+  .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} list
+  .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} grpc.health.v1.Health/Check
+  make status | make logs | make down
+""")
+    return 0
+
+
+def _consul() -> str:
+    wanted = os.environ.get("CONSUL_HTTP_ADDR", "").removeprefix("http://").rstrip("/")
+    if wanted and consul_reachable(wanted):
+        print(f"consul: using the agent at {wanted} (CONSUL_HTTP_ADDR)")
+        return wanted
+    if wanted:
+        print(f"consul: {wanted} (CONSUL_HTTP_ADDR) is not reachable; starting a local dev agent instead")
+    if consul_reachable(CONSUL_DEFAULT):
+        print(f"consul: using the agent already running at {CONSUL_DEFAULT}")
+        return CONSUL_DEFAULT
+    agent = LocalConsul(dev=True, http_port=int(CONSUL_DEFAULT.rpartition(":")[2]), data_dir=RUN / "consul",
+                        log_path=LOGS / "consul.log")
+    print(f"consul: starting {agent.version()} in dev mode on {agent.http_addr}")
+    agent.start()
+    (PIDS / "consul.pid").write_text(str(agent.pid))
+    return agent.http_addr
+
+
+def down() -> int:
+    stopped = []
+    for name in reversed(ORDER):
+        pid = _pid(name)
+        if pid is not None:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+            stopped.append(name)
+        (PIDS / f"{name}.pid").unlink(missing_ok=True)
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def status() -> int:
+    for name in ORDER:
+        pid = _pid(name)
+        print(f"  {name:<13} {'pid ' + str(pid) if pid else 'not running'}")
+    with grpc.insecure_channel(CONTROL_PLANE) as channel:
+        try:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            services = stub.ListServices(registry_pb2.ListServicesRequest(), timeout=3.0).services
+        except grpc.RpcError as exc:
+            print(f"control plane at {CONTROL_PLANE}: {exc.code().name} {exc.details()}")
+            return 1
+    print(f"\nregistered services (control plane {CONTROL_PLANE}):")
+    for svc in services:
+        print(f"  {svc.name:<13} {svc.passing_count}/{svc.instance_count} passing")
+        for inst in _passing(svc.name):
+            health = registry_pb2.HealthStatus.Name(inst.health).removeprefix("HEALTH_STATUS_").lower()
+            print(f"    {inst.instance_id:<30} {inst.address}:{inst.port}  {health}")
+    return 0
+
+
+def logs() -> int:
+    if not LOGS.exists():
+        print("no logs yet (make up first)")
+        return 0
+    for path in sorted(LOGS.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()[-30:]
+        print(f"==> {path.relative_to(ROOT)} <==")
+        print("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    commands = {"up": up, "down": down, "status": status, "logs": logs}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: {sys.argv[0]} {'|'.join(commands)}")
+    sys.exit(commands[sys.argv[1]]())

@@ -1,0 +1,1 @@
+"""The demo: user, order, payment and inventory services built on the client library."""

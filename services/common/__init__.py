@@ -1,0 +1,1 @@
+"""What every demo service shares: serving, health, reflection and self-registration."""

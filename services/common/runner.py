@@ -1,0 +1,81 @@
+"""Run one demo service: a gRPC server with health and reflection, registered with the control plane.
+
+On SIGTERM or SIGINT the instance reports NOT_SERVING, deregisters, lets in-flight calls finish and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane.registry.client import SelfRegistration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What a demo service serves: its registry name, its gRPC service names and how to add them."""
+
+    name: str
+    grpc_services: Sequence[str]
+    add_to_server: Callable[[grpc.Server], None]
+    default_port: int
+    version: str = "0.1.0"
+
+
+def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog=f"services.{spec.name}")
+    parser.add_argument("--listen", default=env.get("SERVICE_LISTEN", f"127.0.0.1:{spec.default_port}"),
+                        help="host:port to serve on [env SERVICE_LISTEN]")
+    parser.add_argument("--control-plane", default=env.get("CONTROLPLANE_ADDR", "127.0.0.1:50051"),
+                        help="control plane address [env CONTROLPLANE_ADDR]")
+    parser.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name}: %(message)s")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    spec.add_to_server(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection((*spec.grpc_services, health_name, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(args.listen)
+    if not port:
+        log.error("cannot listen on %s", args.listen)
+        return 1
+    server.start()
+    for name in ("", *spec.grpc_services):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    host = args.listen.rpartition(":")[0] or "127.0.0.1"
+    registration = SelfRegistration(
+        control_plane=args.control_plane, service=spec.name, address=host, port=port, version=spec.version
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        registration.register()
+    except grpc.RpcError as exc:
+        log.error("could not register with the control plane at %s: %s", args.control_plane, exc.details())
+        server.stop(0)
+        return 1
+    log.info("serving %s on %s:%d", spec.name, host, port)
+    stop.wait()
+    log.info("shutting down")
+    health_servicer.enter_graceful_shutdown()
+    registration.deregister()
+    server.stop(args.shutdown_grace).wait()
+    return 0

@@ -15,8 +15,9 @@ from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, ch
 from controlplane.registry.store import GrpcCheck, Registration, RegistryStore, TtlCheck
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
-# Consul refuses DeregisterCriticalServiceAfter below one minute.
+# Consul refuses DeregisterCriticalServiceAfter below one minute, and runs checks at most once a second.
 MIN_DEREGISTER_AFTER = 60.0
+MIN_CHECK_INTERVAL = 1.0
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
@@ -129,7 +130,7 @@ def registration_from(request: registry_pb2.RegisterRequest) -> Registration:
     elif which == "grpc":
         interval = _seconds(request.check.grpc.interval) or GrpcCheck().interval
         timeout = _seconds(request.check.grpc.timeout) or interval
-        problems += v.check_duration(interval, "check.grpc.interval", 0.1, 3600.0)
+        problems += v.check_duration(interval, "check.grpc.interval", MIN_CHECK_INTERVAL, 3600.0)
         problems += v.check_duration(timeout, "check.grpc.timeout", 0.1, 3600.0)
         check = GrpcCheck(interval=interval, timeout=timeout, health_service=request.check.grpc.health_service)
     deregister_after = None

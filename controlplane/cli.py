@@ -17,8 +17,12 @@ async def serve(settings: ServerSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"controlplane: serving on 127.0.0.1:{plane.port}" if settings.listen.startswith("127.0.0.1")
-          else f"controlplane: serving on {settings.listen}", flush=True)
+    print(
+        f"controlplane: serving on 127.0.0.1:{plane.port}"
+        if settings.listen.startswith("127.0.0.1")
+        else f"controlplane: serving on {settings.listen}",
+        flush=True,
+    )
     await stop.wait()
     logging.getLogger(__name__).info("shutting down (grace %.1fs)", settings.shutdown_grace)
     await plane.stop()

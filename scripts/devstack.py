@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import grpc
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import LocalConsul, consul_reachable
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".run"
@@ -61,8 +61,15 @@ def _port_free(addr: str) -> bool:
 
 def _spawn(name: str, args: list[str], env: dict[str, str] | None = None) -> int:
     log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     log.close()
     (PIDS / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -109,12 +116,26 @@ def up() -> int:
         return 1
     try:
         consul_addr = _consul()
-        _spawn("controlplane", [sys.executable, "-m", "controlplane", "serve",
-                                "--listen", CONTROL_PLANE, "--consul", consul_addr])
+        _spawn(
+            "controlplane",
+            [
+                sys.executable,
+                "-m",
+                "controlplane",
+                "serve",
+                "--listen",
+                CONTROL_PLANE,
+                "--consul",
+                consul_addr,
+            ],
+        )
         _wait("control plane", lambda: _serving(CONTROL_PLANE))
         for name, port in DEMO.items():
-            _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{port}"],
-                   env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
+            _spawn(
+                name,
+                [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{port}"],
+                env={"CONTROLPLANE_ADDR": CONTROL_PLANE},
+            )
         for name in DEMO:
             _wait(f"{name} (registered and passing its health check)", lambda n=name: bool(_passing(n)))
     except (TimeoutError, RuntimeError) as exc:
@@ -147,8 +168,12 @@ def _consul() -> str:
     if consul_reachable(CONSUL_DEFAULT):
         print(f"consul: using the agent already running at {CONSUL_DEFAULT}")
         return CONSUL_DEFAULT
-    agent = LocalConsul(dev=True, http_port=int(CONSUL_DEFAULT.rpartition(":")[2]), data_dir=RUN / "consul",
-                        log_path=LOGS / "consul.log")
+    agent = LocalConsul(
+        dev=True,
+        http_port=int(CONSUL_DEFAULT.rpartition(":")[2]),
+        data_dir=RUN / "consul",
+        log_path=LOGS / "consul.log",
+    )
     print(f"consul: starting {agent.version()} in dev mode on {agent.http_addr}")
     agent.start()
     (PIDS / "consul.pid").write_text(str(agent.pid))

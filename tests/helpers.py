@@ -50,18 +50,28 @@ class ControlPlaneProcess:
 
     def start(self, timeout: float = 20.0) -> ControlPlaneProcess:
         args = [
-            sys.executable, "-m", "controlplane", "serve",
-            "--listen", self.address,
-            "--consul", self.consul_addr,
-            "--consul-probe-interval", "0.1",
-            "--blocking-wait", "10",
-            "--retry-max", "0.2",
-            "--shutdown-grace", "5",
+            sys.executable,
+            "-m",
+            "controlplane",
+            "serve",
+            "--listen",
+            self.address,
+            "--consul",
+            self.consul_addr,
+            "--consul-probe-interval",
+            "0.1",
+            "--blocking-wait",
+            "10",
+            "--retry-max",
+            "0.2",
+            "--shutdown-grace",
+            "5",
             *self.extra_args,
         ]
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         with grpc.insecure_channel(self.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
 

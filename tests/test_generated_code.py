@@ -11,7 +11,11 @@ from tests.helpers import ROOT
 def test_gen_matches_what_the_protos_generate(tmp_path):
     done = subprocess.run(
         ["bash", "scripts/gen-proto.sh", str(tmp_path / "gen"), "--compare", "gen"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

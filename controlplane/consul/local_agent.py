@@ -35,8 +35,7 @@ def find_consul_binary() -> str:
     if on_path:
         return on_path
     raise ConsulNotFound(
-        "no consul binary: run `make deps` (it provisions one into tools/bin), "
-        "or put consul on PATH, or set CONSUL_BIN"
+        "no consul binary: run `make deps` (it provisions one into tools/bin), or put consul on PATH, or set CONSUL_BIN"
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controlplane.registry.model import Instance
 from controlplane.registry.store import RegistryStore
@@ -20,7 +20,7 @@ class CacheSettings:
     first_sync_timeout: float = 5.0
     # A watch nobody used for this long is stopped.
     idle_timeout: float = 300.0
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 class InstanceCache:
@@ -41,14 +41,19 @@ class InstanceCache:
                 return await self._store.fetch_instances(service, index, wait)
 
             found = BlockingQueryWatch(
-                f"instances of {service}", fetch, wait=self._settings.blocking_wait, backoff=self._settings.backoff
+                f"instances of {service}",
+                fetch,
+                wait=self._settings.blocking_wait,
+                backoff=self._settings.backoff,
             ).start()
             self._watches[service] = found
         return found
 
     async def current(self, service: str, timeout: float | None = None) -> Snapshot[tuple[Instance, ...]]:
         """The latest known instances of `service` (possibly stale), waiting for a first answer if needed."""
-        limit = self._settings.first_sync_timeout if timeout is None else min(timeout, self._settings.first_sync_timeout)
+        limit = (
+            self._settings.first_sync_timeout if timeout is None else min(timeout, self._settings.first_sync_timeout)
+        )
         return await self.watch(service).first_sync(limit)
 
     async def stop(self) -> None:

@@ -42,9 +42,7 @@ class SelfRegistration:
             version=self.version,
             tags=list(self.tags),
             metadata=self.metadata,
-            check=registry_pb2.HealthCheck(
-                grpc=registry_pb2.GrpcHealthCheck(interval=_duration(self.check_interval))
-            ),
+            check=registry_pb2.HealthCheck(grpc=registry_pb2.GrpcHealthCheck(interval=_duration(self.check_interval))),
         )
         deadline = time.monotonic() + self.startup_timeout
         delay = 0.1

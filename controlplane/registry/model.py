@@ -84,9 +84,7 @@ class Change:
 
 def visible(instances: Iterable[Instance], flt: InstanceFilter, include_unhealthy: bool) -> list[Instance]:
     """The instances a Discover or Watch with this filter shows, ordered by instance id."""
-    shown = [
-        i for i in instances if flt.matches(i) and (include_unhealthy or i.health == Health.PASSING)
-    ]
+    shown = [i for i in instances if flt.matches(i) and (include_unhealthy or i.health == Health.PASSING)]
     return sorted(shown, key=lambda i: i.instance_id)
 
 

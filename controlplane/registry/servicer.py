@@ -56,9 +56,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         flt = _filter_from(request.service, request.filter)
         snapshot = await self._cache.current(request.service, context.time_remaining())
         shown = visible(snapshot.value or (), flt, include_unhealthy=False)
-        response = registry_pb2.DiscoverResponse(
-            instances=[instance_to_proto(i) for i in shown], stale=snapshot.stale
-        )
+        response = registry_pb2.DiscoverResponse(instances=[instance_to_proto(i) for i in shown], stale=snapshot.stale)
         if snapshot.synced_at is not None:
             response.synced_at.CopyFrom(_timestamp(snapshot.synced_at))
         return response
@@ -81,7 +79,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             else:
                 if snapshot.stale != stale:
                     yield registry_pb2.WatchResponse(
-                        type=registry_pb2.WATCH_EVENT_TYPE_STALENESS_CHANGED, instances=wire, stale=snapshot.stale
+                        type=registry_pb2.WATCH_EVENT_TYPE_STALENESS_CHANGED,
+                        instances=wire,
+                        stale=snapshot.stale,
                     )
                 for change in changes_between(shown, now):
                     about = change.instance
@@ -89,7 +89,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                         # A removed instance may still exist, unhealthy: report how it is now.
                         about = everything.get(about.instance_id, about)
                     yield registry_pb2.WatchResponse(
-                        type=int(change.kind), instance=instance_to_proto(about), instances=wire, stale=snapshot.stale
+                        type=int(change.kind),
+                        instance=instance_to_proto(about),
+                        instances=wire,
+                        stale=snapshot.stale,
                     )
             shown, stale = now, snapshot.stale
 

@@ -131,7 +131,9 @@ class RegistryStore:
         _, services = await consul_call(self._consul.catalog.services(), what="list services")
         names = sorted(name for name in services if name != "consul")
         found = await asyncio.gather(*(self.fetch_instances(name, 0, 0) for name in names))
-        return {name: (sorted(services[name] or []), instances) for name, (_, instances) in zip(names, found)}
+        return {
+            name: (sorted(services[name] or []), instances) for name, (_, instances) in zip(names, found, strict=False)
+        }
 
 
 def _instance_from(entry: dict[str, Any]) -> Instance:

@@ -10,7 +10,9 @@ from controlplane.errors import FieldViolation
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 RESERVED_META_PREFIXES = ("consul-", "cp-")
 MAX_META_PAIRS = 64

@@ -13,6 +13,7 @@ backoff and recovers by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -142,8 +143,7 @@ class BlockingQueryWatch(Generic[T]):
         changed = value != old.value or stale != old.stale or (synced and not self._synced.is_set())
         synced_at = time.time() if synced else old.synced_at
         generation = old.generation + 1 if changed else old.generation
-        self._snapshot = replace(old, value=value, index=index, stale=stale, synced_at=synced_at,
-                                 generation=generation)
+        self._snapshot = replace(old, value=value, index=index, stale=stale, synced_at=synced_at, generation=generation)
         if synced:
             self._synced.set()
         if changed:
@@ -164,10 +164,8 @@ class BlockingQueryWatch(Generic[T]):
                 if not self._snapshot.stale:
                     log.warning("watch %s: serving last known value, marked stale: %s", self.name, exc)
                 self._publish(self._snapshot.value, index, stale=True, synced=False)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), delay)
-                except TimeoutError:
-                    pass
                 delay = self._backoff.next(delay)
                 continue
             except Exception:  # a bug or an unexpected answer must not kill the watch for good

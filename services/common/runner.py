@@ -37,10 +37,16 @@ class ServiceSpec:
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     env = os.environ
     parser = argparse.ArgumentParser(prog=f"services.{spec.name}")
-    parser.add_argument("--listen", default=env.get("SERVICE_LISTEN", f"127.0.0.1:{spec.default_port}"),
-                        help="host:port to serve on [env SERVICE_LISTEN]")
-    parser.add_argument("--control-plane", default=env.get("CONTROLPLANE_ADDR", "127.0.0.1:50051"),
-                        help="control plane address [env CONTROLPLANE_ADDR]")
+    parser.add_argument(
+        "--listen",
+        default=env.get("SERVICE_LISTEN", f"127.0.0.1:{spec.default_port}"),
+        help="host:port to serve on [env SERVICE_LISTEN]",
+    )
+    parser.add_argument(
+        "--control-plane",
+        default=env.get("CONTROLPLANE_ADDR", "127.0.0.1:50051"),
+        help="control plane address [env CONTROLPLANE_ADDR]",
+    )
     parser.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name}: %(message)s")

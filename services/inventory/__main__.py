@@ -3,8 +3,8 @@
 import sys
 
 import grpc
-
 from demo.inventory.v1 import inventory_pb2
+
 from services.common.runner import ServiceSpec, main
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name

@@ -3,8 +3,8 @@
 import sys
 
 import grpc
-
 from demo.order.v1 import order_pb2
+
 from services.common.runner import ServiceSpec, main
 
 SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name

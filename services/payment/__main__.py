@@ -3,8 +3,8 @@
 import sys
 
 import grpc
-
 from demo.payment.v1 import payment_pb2
+
 from services.common.runner import ServiceSpec, main
 
 SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name

@@ -3,8 +3,8 @@
 import sys
 
 import grpc
-
 from demo.user.v1 import user_pb2
+
 from services.common.runner import ServiceSpec, main
 
 SERVICE_NAME = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 _names = itertools.count()
@@ -23,7 +23,9 @@ def service_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def register(registry: registry_pb2_grpc.RegistryServiceStub) -> Iterator[Callable[..., registry_pb2.Instance]]:
+def register(
+    registry: registry_pb2_grpc.RegistryServiceStub,
+) -> Iterator[Callable[..., registry_pb2.Instance]]:
     """Register an instance for the test; deregistered at the end."""
     created: list[str] = []
 
@@ -34,10 +36,8 @@ def register(registry: registry_pb2_grpc.RegistryServiceStub) -> Iterator[Callab
 
     yield _register
     for instance_id in created:
-        try:
+        with contextlib.suppress(grpc.RpcError):
             registry.Deregister(registry_pb2.DeregisterRequest(instance_id=instance_id), timeout=5)
-        except grpc.RpcError:
-            pass
 
 
 def ttl(seconds: int = 30) -> registry_pb2.HealthCheck:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.server import SERVICE_NAMES
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import ControlPlaneProcess, wait_until
 from tests.registry.conftest import ttl
 from tests.registry.test_watch import WatchReader
@@ -39,8 +39,10 @@ def health_of(channel: grpc.Channel, service: str) -> int:
 def test_reads_serve_stale_data_and_writes_fail_while_consul_is_down_then_recover(own_consul, plane):
     with grpc.insecure_channel(plane.address) as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
-        registry.Register(E.RegisterRequest(service="stale", instance_id="stale-1", address="127.0.0.1",
-                                            port=9700, check=ttl(300)), timeout=5)
+        registry.Register(
+            E.RegisterRequest(service="stale", instance_id="stale-1", address="127.0.0.1", port=9700, check=ttl(300)),
+            timeout=5,
+        )
         discover = E.DiscoverRequest(service="stale")
         assert [i.instance_id for i in wait_until(lambda: registry.Discover(discover, timeout=5).instances)] == [
             "stale-1"
@@ -59,16 +61,20 @@ def test_reads_serve_stale_data_and_writes_fail_while_consul_is_down_then_recove
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "Consul" in failure.value.details()
         for name in ("", *SERVICE_NAMES):
-            wait_until(lambda n=name: health_of(channel, n) == health_pb2.HealthCheckResponse.NOT_SERVING,
-                       what=f"{name or 'server'} NOT_SERVING")
+            wait_until(
+                lambda n=name: health_of(channel, n) == health_pb2.HealthCheckResponse.NOT_SERVING,
+                what=f"{name or 'server'} NOT_SERVING",
+            )
 
         own_consul.start()
 
         wait_until(lambda: not registry.Discover(discover, timeout=5).stale, timeout=20, what="fresh Discover")
         assert not reader.next_of(E.WATCH_EVENT_TYPE_STALENESS_CHANGED, timeout=20).stale
         wait_until(lambda: health_of(channel, "") == health_pb2.HealthCheckResponse.SERVING, what="SERVING")
-        registry.Register(E.RegisterRequest(service="stale", instance_id="stale-2", address="127.0.0.1",
-                                            port=9701, check=ttl(300)), timeout=10)
+        registry.Register(
+            E.RegisterRequest(service="stale", instance_id="stale-2", address="127.0.0.1", port=9701, check=ttl(300)),
+            timeout=10,
+        )
         added = reader.next_of(E.WATCH_EVENT_TYPE_ADDED, timeout=20)
         assert added.instance.instance_id == "stale-2"
         reader.close()

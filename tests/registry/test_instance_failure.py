@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import grpc
+from controlplane.v1 import registry_pb2
 
 from controlplane.consul.local_agent import free_port
-from controlplane.v1 import registry_pb2
 from tests.helpers import ROOT, wait_until
 from tests.registry.test_watch import WatchReader
 
@@ -17,8 +17,18 @@ from tests.registry.test_watch import WatchReader
 def start_demo_service(name: str, control_plane: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{port}", "--control-plane", control_plane],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            f"services.{name}",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--control-plane",
+            control_plane,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return process, port
 
@@ -26,6 +36,7 @@ def start_demo_service(name: str, control_plane: str) -> tuple[subprocess.Popen[
 def test_sigkilled_instance_is_removed_from_discover_and_watch(registry, control_plane):
     process, port = start_demo_service("inventory", control_plane.address)
     try:
+
         def mine() -> list[registry_pb2.Instance]:
             found = registry.Discover(registry_pb2.DiscoverRequest(service="inventory"), timeout=5).instances
             return [i for i in found if i.port == port]

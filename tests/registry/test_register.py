@@ -7,10 +7,10 @@ import urllib.request
 
 import grpc
 import pytest
+from controlplane.v1 import registry_pb2
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.errors import field_violations
-from controlplane.v1 import registry_pb2
 from tests.helpers import HealthServer, wait_until
 from tests.registry.conftest import grpc_check, ttl
 
@@ -32,8 +32,16 @@ def test_register_generates_an_instance_id_when_none_is_given(register, service_
 
 
 def test_registered_instance_is_in_consuls_own_catalog(register, service_name, consul):
-    instance = register(service=service_name, instance_id=f"{service_name}-a", address="127.0.0.1", port=9001,
-                        version="1.2.3", tags=["blue"], metadata={"zone": "a"}, check=ttl())
+    instance = register(
+        service=service_name,
+        instance_id=f"{service_name}-a",
+        address="127.0.0.1",
+        port=9001,
+        version="1.2.3",
+        tags=["blue"],
+        metadata={"zone": "a"},
+        check=ttl(),
+    )
     catalog = consul_get(consul, f"/v1/catalog/service/{service_name}")
     assert [(e["ServiceID"], e["ServicePort"], e["ServiceTags"]) for e in catalog] == [
         (instance.instance_id, 9001, ["blue"])
@@ -41,8 +49,9 @@ def test_registered_instance_is_in_consuls_own_catalog(register, service_name, c
     assert catalog[0]["ServiceMeta"]["zone"] == "a"
 
 
-def test_registration_with_grpc_check_makes_consul_call_the_instance_health(register, service_name, consul,
-                                                                             health_server, registry):
+def test_registration_with_grpc_check_makes_consul_call_the_instance_health(
+    register, service_name, consul, health_server, registry
+):
     register(service=service_name, address="127.0.0.1", port=health_server.port, check=grpc_check())
     checks = consul_get(consul, f"/v1/health/checks/{service_name}")
     assert checks[0]["Type"] == "grpc"
@@ -52,14 +61,26 @@ def test_registration_with_grpc_check_makes_consul_call_the_instance_health(regi
 def test_discover_skips_instances_failing_their_health_check(register, registry, service_name):
     healthy, sick = HealthServer(), HealthServer()
     try:
-        register(service=service_name, instance_id=f"{service_name}-ok", address="127.0.0.1", port=healthy.port,
-                 check=grpc_check())
-        register(service=service_name, instance_id=f"{service_name}-sick", address="127.0.0.1", port=sick.port,
-                 check=grpc_check())
+        register(
+            service=service_name,
+            instance_id=f"{service_name}-ok",
+            address="127.0.0.1",
+            port=healthy.port,
+            check=grpc_check(),
+        )
+        register(
+            service=service_name,
+            instance_id=f"{service_name}-sick",
+            address="127.0.0.1",
+            port=sick.port,
+            check=grpc_check(),
+        )
         wait_until(lambda: len(discover(registry, service_name)) == 2, what="both passing")
         sick.set_serving(False)
-        wait_until(lambda: [i.instance_id for i in discover(registry, service_name)] == [f"{service_name}-ok"],
-                   what="the sick instance to leave Discover")
+        wait_until(
+            lambda: [i.instance_id for i in discover(registry, service_name)] == [f"{service_name}-ok"],
+            what="the sick instance to leave Discover",
+        )
         sick.set_serving(True)
         wait_until(lambda: len(discover(registry, service_name)) == 2, what="the instance to come back")
     finally:
@@ -69,8 +90,16 @@ def test_discover_skips_instances_failing_their_health_check(register, registry,
 
 def test_discover_filters_by_version_tags_and_metadata(register, registry, service_name):
     def add(suffix: str, version: str, tags: list[str], metadata: dict[str, str]) -> None:
-        register(service=service_name, instance_id=f"{service_name}-{suffix}", address="127.0.0.1", port=9100,
-                 version=version, tags=tags, metadata=metadata, check=ttl())
+        register(
+            service=service_name,
+            instance_id=f"{service_name}-{suffix}",
+            address="127.0.0.1",
+            port=9100,
+            version=version,
+            tags=tags,
+            metadata=metadata,
+            check=ttl(),
+        )
 
     add("a", "1.0", ["blue", "canary"], {"zone": "east"})
     add("b", "1.0", ["blue"], {"zone": "west"})
@@ -100,8 +129,14 @@ def test_discover_of_an_unknown_service_is_empty(registry, service_name):
         ({"service": "ok", "address": "127.0.0.1", "port": 70000}, "port"),
         ({"service": "ok", "address": "not an address!", "port": 80}, "address"),
         ({"service": "ok", "address": "", "port": 80}, "address"),
-        ({"service": "ok", "address": "127.0.0.1", "port": 80, "instance_id": "bad id/with slash"}, "instance_id"),
-        ({"service": "ok", "address": "127.0.0.1", "port": 80, "metadata": {"cp-version": "x"}}, "metadata['cp-version']"),
+        (
+            {"service": "ok", "address": "127.0.0.1", "port": 80, "instance_id": "bad id/with slash"},
+            "instance_id",
+        ),
+        (
+            {"service": "ok", "address": "127.0.0.1", "port": 80, "metadata": {"cp-version": "x"}},
+            "metadata['cp-version']",
+        ),
     ],
 )
 def test_register_rejects_bad_input_with_field_violations_and_writes_nothing(registry, consul, fields, bad_field):
@@ -117,8 +152,10 @@ def test_register_rejects_deregister_after_below_consuls_minimum(registry, servi
     check = ttl()
     check.deregister_critical_after.FromSeconds(5)
     with pytest.raises(grpc.RpcError) as failure:
-        registry.Register(registry_pb2.RegisterRequest(service=service_name, address="127.0.0.1", port=80,
-                                                       check=check), timeout=5)
+        registry.Register(
+            registry_pb2.RegisterRequest(service=service_name, address="127.0.0.1", port=80, check=check),
+            timeout=5,
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in field_violations(failure.value)] == ["check.deregister_critical_after"]
 
@@ -155,8 +192,7 @@ def test_ttl_instance_turns_critical_without_heartbeats_and_passes_again_after_o
     assert wait_until(lambda: discover(registry, service_name), what="heartbeat to make it pass")
 
 
-def test_heartbeat_on_a_grpc_checked_instance_is_a_failed_precondition(register, registry, service_name,
-                                                                       health_server):
+def test_heartbeat_on_a_grpc_checked_instance_is_a_failed_precondition(register, registry, service_name, health_server):
     instance = register(service=service_name, address="127.0.0.1", port=health_server.port, check=grpc_check())
     with pytest.raises(grpc.RpcError) as failure:
         registry.Heartbeat(registry_pb2.HeartbeatRequest(instance_id=instance.instance_id), timeout=5)
@@ -164,10 +200,22 @@ def test_heartbeat_on_a_grpc_checked_instance_is_a_failed_precondition(register,
 
 
 def test_register_again_with_the_same_id_replaces_the_instance(register, registry, service_name):
-    register(service=service_name, instance_id=f"{service_name}-x", address="127.0.0.1", port=9400, version="1",
-             check=ttl())
-    register(service=service_name, instance_id=f"{service_name}-x", address="127.0.0.1", port=9401, version="2",
-             check=ttl())
+    register(
+        service=service_name,
+        instance_id=f"{service_name}-x",
+        address="127.0.0.1",
+        port=9400,
+        version="1",
+        check=ttl(),
+    )
+    register(
+        service=service_name,
+        instance_id=f"{service_name}-x",
+        address="127.0.0.1",
+        port=9401,
+        version="2",
+        check=ttl(),
+    )
     found = wait_until(lambda: [i for i in discover(registry, service_name) if i.version == "2"])
     assert [(i.port, i.version) for i in found] == [(9401, "2")]
     assert len(discover(registry, service_name)) == 1
@@ -182,7 +230,10 @@ def test_list_services_counts_instances_and_passing_ones(register, registry, ser
         services = registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5).services
         return next((s for s in services if s.name == service_name), None)
 
-    found = wait_until(lambda: (s := summary()) and s.passing_count == 1 and s, timeout=10,
-                       what="one of two instances to expire")
+    found = wait_until(
+        lambda: (s := summary()) and s.passing_count == 1 and s,
+        timeout=10,
+        what="one of two instances to expire",
+    )
     assert (found.instance_count, found.passing_count, list(found.tags)) == (2, 1, ["t1"])
     assert "consul" not in [s.name for s in registry.ListServices(registry_pb2.ListServicesRequest()).services]

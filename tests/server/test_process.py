@@ -8,10 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.server import SERVICE_NAMES
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import ROOT, ControlPlaneProcess
 from tests.registry.test_watch import WatchReader
 
@@ -26,15 +26,20 @@ def grpcurl(*args: str) -> str:
 
 def test_grpcurl_lists_every_service_through_reflection(control_plane):
     listed = grpcurl(control_plane.address, "list").split()
-    assert set(listed) == {*SERVICE_NAMES, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+    assert set(listed) == {
+        *SERVICE_NAMES,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
 
 
 def test_grpcurl_describes_and_calls_the_registry(control_plane):
     described = grpcurl(control_plane.address, "describe", "controlplane.v1.RegistryService")
     for rpc in ("Register", "Deregister", "Heartbeat", "Discover", "Watch", "ListServices"):
         assert f"rpc {rpc} (" in described
-    answer = grpcurl("-d", '{"service": "grpcurl-demo"}', control_plane.address,
-                     "controlplane.v1.RegistryService/Discover")
+    answer = grpcurl(
+        "-d", '{"service": "grpcurl-demo"}', control_plane.address, "controlplane.v1.RegistryService/Discover"
+    )
     assert '"synced_at"' in answer
 
 
@@ -64,8 +69,13 @@ def test_sigterm_ends_open_watch_streams_and_exits_zero(consul, tmp_path):
 
 
 def test_serve_documents_its_flags_and_environment_variables():
-    done = subprocess.run([sys.executable, "-m", "controlplane", "serve", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "controlplane", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert done.returncode == 0
     for flag in ("--listen", "--consul", "CONSUL_HTTP_ADDR", "CONTROLPLANE_LISTEN"):
         assert flag in done.stdout

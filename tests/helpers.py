@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from controlplane.v1 import registry_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import free_port
@@ -115,3 +116,15 @@ class HealthServer:
 
     def stop(self) -> None:
         self.server.stop(0).wait()
+
+
+def ttl(seconds: int = 30) -> registry_pb2.HealthCheck:
+    check = registry_pb2.HealthCheck()
+    check.ttl.ttl.FromSeconds(seconds)
+    return check
+
+
+def grpc_check(interval_ms: int = 1000) -> registry_pb2.HealthCheck:
+    check = registry_pb2.HealthCheck()
+    check.grpc.interval.FromMilliseconds(interval_ms)
+    return check

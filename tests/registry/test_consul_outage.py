@@ -10,8 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.server import SERVICE_NAMES
-from tests.helpers import ControlPlaneProcess, wait_until
-from tests.registry.conftest import ttl
+from tests.helpers import ControlPlaneProcess, ttl, wait_until
 from tests.registry.test_watch import WatchReader
 
 E = registry_pb2

@@ -11,8 +11,7 @@ from controlplane.v1 import registry_pb2
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.errors import field_violations
-from tests.helpers import HealthServer, wait_until
-from tests.registry.conftest import grpc_check, ttl
+from tests.helpers import HealthServer, grpc_check, ttl, wait_until
 
 
 def consul_get(consul: LocalConsul, path: str) -> object:

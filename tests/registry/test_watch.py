@@ -10,8 +10,7 @@ import grpc
 import pytest
 from controlplane.v1 import registry_pb2
 
-from tests.helpers import HealthServer
-from tests.registry.conftest import grpc_check, ttl
+from tests.helpers import HealthServer, grpc_check, ttl
 
 E = registry_pb2
 

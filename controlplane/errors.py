@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,27 +121,49 @@ _CODE_VALUES: dict[grpc.StatusCode, int] = {
 
 
 def maps_domain_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate an asyncio servicer method so DomainErrors end the call with their gRPC status.
+    """Decorate a servicer method so DomainErrors end the call with their gRPC status.
 
-    Works for unary methods (coroutines) and server-streaming ones (async generators).
+    Works for asyncio methods (coroutines, async generators) and for sync ones (functions, generators).
     """
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
-        async def stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def async_stream(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 async for item in method(self, request, context):
                     yield item
             except DomainError as error:
                 await context.abort_with_status(grpc_status_for(error))
 
-        return stream
+        return async_stream
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def async_unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await method(self, request, context)
+            except DomainError as error:
+                await context.abort_with_status(grpc_status_for(error))
+
+        return async_unary
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def sync_stream(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from method(self, request, context)
+            except DomainError as error:
+                context.abort_with_status(grpc_status_for(error))
+
+        return sync_stream
 
     @functools.wraps(method)
-    async def unary(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def sync_unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return await method(self, request, context)
+            return method(self, request, context)
         except DomainError as error:
-            await context.abort_with_status(grpc_status_for(error))
+            context.abort_with_status(grpc_status_for(error))
 
-    return unary
+    return sync_unary

@@ -12,7 +12,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,13 +23,26 @@ from controlplane.registry.client import SelfRegistration
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Runtime:
+    """What a service's servicers may need from the process: where the control plane is, and cleanup."""
+
+    service: str
+    control_plane: str
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """What a demo service serves: its registry name, its gRPC service names and how to add them."""
 
     name: str
     grpc_services: Sequence[str]
-    add_to_server: Callable[[grpc.Server], None]
+    add_to_server: Callable[[grpc.Server, Runtime], None]
     default_port: int
     version: str = "0.1.0"
 
@@ -52,7 +65,8 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name}: %(message)s")
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-    spec.add_to_server(server)
+    runtime = Runtime(service=spec.name, control_plane=args.control_plane)
+    spec.add_to_server(server, runtime)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -77,6 +91,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as exc:
         log.error("could not register with the control plane at %s: %s", args.control_plane, exc.details())
         server.stop(0)
+        runtime.close()
         return 1
     log.info("serving %s on %s:%d", spec.name, host, port)
     stop.wait()
@@ -84,4 +99,5 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     health_servicer.enter_graceful_shutdown()
     registration.deregister()
     server.stop(args.shutdown_grace).wait()
+    runtime.close()
     return 0

@@ -3,15 +3,20 @@
 import sys
 
 import grpc
-from demo.inventory.v1 import inventory_pb2
 
-from services.common.runner import ServiceSpec, main
+from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from services.common.database import Database
+from services.common.runner import Runtime, ServiceSpec, main
+from services.inventory.servicer import InventoryServicer
+from services.inventory.store import SCHEMA, InventoryStore
 
 SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
 
 
-def add_to_server(server: grpc.Server) -> None:
-    """Business RPCs answer UNIMPLEMENTED until the demo's servicers land."""
+def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
+    db = Database.for_service("inventory", SCHEMA)
+    runtime.closers.append(db.close)
+    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(InventoryStore(db)), server)
 
 
 SPEC = ServiceSpec(name="inventory", grpc_services=[SERVICE_NAME], add_to_server=add_to_server, default_port=50064)

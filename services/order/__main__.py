@@ -3,15 +3,24 @@
 import sys
 
 import grpc
-from demo.order.v1 import order_pb2
 
-from services.common.runner import ServiceSpec, main
+from demo.order.v1 import order_pb2, order_pb2_grpc
+from services.common.database import Database
+from services.common.runner import Runtime, ServiceSpec, main
+from services.order.dependencies import SagaStarter, UserCheck
+from services.order.servicer import OrderServicer
+from services.order.store import SCHEMA, OrderStore
 
 SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 
-def add_to_server(server: grpc.Server) -> None:
-    """Business RPCs answer UNIMPLEMENTED until the demo's servicers land."""
+def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
+    db = Database.for_service("order", SCHEMA)
+    check_user, users_channel = UserCheck.discovered(runtime.control_plane)
+    control_plane = grpc.insecure_channel(runtime.control_plane)
+    runtime.closers += [db.close, users_channel.close, control_plane.close]
+    servicer = OrderServicer(OrderStore(db), check_user=check_user, start_saga=SagaStarter(control_plane))
+    order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
 
 
 SPEC = ServiceSpec(name="order", grpc_services=[SERVICE_NAME], add_to_server=add_to_server, default_port=50062)

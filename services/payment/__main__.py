@@ -3,15 +3,20 @@
 import sys
 
 import grpc
-from demo.payment.v1 import payment_pb2
 
-from services.common.runner import ServiceSpec, main
+from demo.payment.v1 import payment_pb2, payment_pb2_grpc
+from services.common.database import Database
+from services.common.runner import Runtime, ServiceSpec, main
+from services.payment.servicer import PaymentServicer
+from services.payment.store import SCHEMA, PaymentStore
 
 SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 
 
-def add_to_server(server: grpc.Server) -> None:
-    """Business RPCs answer UNIMPLEMENTED until the demo's servicers land."""
+def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
+    db = Database.for_service("payment", SCHEMA)
+    runtime.closers.append(db.close)
+    payment_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(PaymentStore(db)), server)
 
 
 SPEC = ServiceSpec(name="payment", grpc_services=[SERVICE_NAME], add_to_server=add_to_server, default_port=50063)

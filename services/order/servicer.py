@@ -1,0 +1,118 @@
+"""demo.order.v1.OrderService: takes orders and hands them to the place-order saga."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable
+
+import grpc
+
+from controlplane.errors import FieldViolation, maps_domain_errors
+from demo.order.v1 import order_pb2, order_pb2_grpc
+from services.common.pages import page_size
+from services.common.timestamps import timestamp
+from services.common.validation import raise_if, require_id
+from services.order.store import CANCELLED, CONFIRMED, Item, OrderStore
+
+MAX_ITEMS = 100
+MAX_QUANTITY = 1000
+MAX_UNIT_PRICE = 10_000_000
+
+# check_user(user_id) raises a DomainError when the user may not order.
+CheckUser = Callable[[str], None]
+# start_saga(saga_id, order) starts the place-order saga for a new order.
+StartSaga = Callable[[str, sqlite3.Row], None]
+
+_STATUS = {CONFIRMED: order_pb2.ORDER_STATUS_CONFIRMED, CANCELLED: order_pb2.ORDER_STATUS_CANCELLED}
+
+
+class OrderServicer(order_pb2_grpc.OrderServiceServicer):
+    def __init__(self, store: OrderStore, check_user: CheckUser, start_saga: StartSaga) -> None:
+        self.store = store
+        self.check_user = check_user
+        self.start_saga = start_saga
+
+    @maps_domain_errors
+    def CreateOrder(
+        self, request: order_pb2.CreateOrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.CreateOrderResponse:
+        raise_if(validate_new_order(request))
+        request_id = request.request_id or uuid.uuid4().hex
+        self.check_user(request.user_id)
+        order_id = f"order-{uuid.uuid4().hex[:12]}"
+        items: list[Item] = [(i.sku, i.quantity, i.unit_price_cents) for i in request.items]
+        row = self.store.create(order_id, request_id, request.user_id, items, saga_id=f"place-{order_id}")
+        if row["order_id"] == order_id:  # new: a repeated request_id already started its saga
+            try:
+                self.start_saga(row["saga_id"], row)
+            except Exception as exc:
+                self.store.cancel(order_id, f"could not start the saga: {exc}")
+                raise
+        return order_pb2.CreateOrderResponse(order=to_proto(row), saga_id=row["saga_id"])
+
+    @maps_domain_errors
+    def GetOrder(self, request: order_pb2.GetOrderRequest, context: grpc.ServicerContext) -> order_pb2.GetOrderResponse:
+        raise_if(require_id(request.order_id, "order_id", "order id"))
+        return order_pb2.GetOrderResponse(order=to_proto(self.store.get(request.order_id)))
+
+    @maps_domain_errors
+    def ListOrders(
+        self, request: order_pb2.ListOrdersRequest, context: grpc.ServicerContext
+    ) -> order_pb2.ListOrdersResponse:
+        limit = page_size(request.page_size)
+        rows = self.store.page(request.user_id, request.page_token, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return order_pb2.ListOrdersResponse(
+            orders=[to_proto(r) for r in rows], next_page_token=rows[-1]["order_id"] if more else ""
+        )
+
+    @maps_domain_errors
+    def ConfirmOrder(
+        self, request: order_pb2.ConfirmOrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.ConfirmOrderResponse:
+        raise_if(require_id(request.order_id, "order_id", "order id"))
+        return order_pb2.ConfirmOrderResponse(order=to_proto(self.store.confirm(request.order_id)))
+
+    @maps_domain_errors
+    def CancelOrder(
+        self, request: order_pb2.CancelOrderRequest, context: grpc.ServicerContext
+    ) -> order_pb2.CancelOrderResponse:
+        raise_if(require_id(request.order_id, "order_id", "order id"))
+        row = self.store.cancel(request.order_id, request.reason or "cancelled")
+        return order_pb2.CancelOrderResponse(order=to_proto(row))
+
+
+def validate_new_order(request: order_pb2.CreateOrderRequest) -> list[FieldViolation]:
+    problems = require_id(request.user_id, "user_id", "user id")
+    if request.request_id:
+        problems += require_id(request.request_id, "request_id", "request id")
+    if not 1 <= len(request.items) <= MAX_ITEMS:
+        problems.append(FieldViolation("items", f"1..{MAX_ITEMS} items, got {len(request.items)}"))
+    for i, item in enumerate(request.items):
+        problems += require_id(item.sku, f"items[{i}].sku", "sku")
+        if not 1 <= item.quantity <= MAX_QUANTITY:
+            problems.append(FieldViolation(f"items[{i}].quantity", f"must be 1..{MAX_QUANTITY}, got {item.quantity}"))
+        if not 1 <= item.unit_price_cents <= MAX_UNIT_PRICE:
+            problems.append(
+                FieldViolation(
+                    f"items[{i}].unit_price_cents", f"must be 1..{MAX_UNIT_PRICE}, got {item.unit_price_cents}"
+                )
+            )
+    return problems
+
+
+def to_proto(row: sqlite3.Row) -> order_pb2.Order:
+    return order_pb2.Order(
+        order_id=row["order_id"],
+        user_id=row["user_id"],
+        items=[order_pb2.OrderItem(sku=s, quantity=q, unit_price_cents=p) for s, q, p in json.loads(row["items"])],
+        total_cents=row["total_cents"],
+        status=_STATUS.get(row["status"], order_pb2.ORDER_STATUS_PENDING),
+        saga_id=row["saga_id"],
+        cancel_reason=row["cancel_reason"],
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+    )

@@ -1,0 +1,143 @@
+"""Orders: validation, the user check, the saga start, confirm and cancel rules. Users: create and get."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from controlplane.errors import PreconditionError, field_violations
+from demo.order.v1 import order_pb2 as o
+from demo.order.v1 import order_pb2_grpc
+from demo.user.v1 import user_pb2 as u
+from demo.user.v1 import user_pb2_grpc
+from services.order.dependencies import DependencyUnavailable, UserCheck, place_order_input
+from services.order.servicer import OrderServicer
+from services.order.store import SCHEMA as ORDER_SCHEMA
+from services.order.store import OrderStore
+from services.user.servicer import UserServicer
+from services.user.store import SCHEMA as USER_SCHEMA
+from services.user.store import UserStore
+
+
+@pytest.fixture
+def users(serve, tmp_path):
+    from services.common.database import Database
+
+    store = UserStore(Database(tmp_path / "user.sqlite3", USER_SCHEMA))
+    channel = serve(lambda s: user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(store), s))
+    return channel
+
+
+@pytest.fixture
+def started() -> list[tuple[str, dict]]:
+    return []
+
+
+@pytest.fixture
+def orders(serve, database, users, started):
+    def start_saga(saga_id, row):
+        started.append((saga_id, place_order_input(row)))
+
+    servicer = OrderServicer(OrderStore(database(ORDER_SCHEMA)), UserCheck(users), start_saga)
+    return order_pb2_grpc.OrderServiceStub(
+        serve(lambda s: order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, s))
+    )
+
+
+@pytest.fixture
+def alice(users):
+    stub = user_pb2_grpc.UserServiceStub(users)
+    return stub.CreateUser(u.CreateUserRequest(user_id="alice", name="Alice", email="alice@example.com")).user
+
+
+def new_order(stub, user_id: str = "alice", request_id: str = "") -> o.CreateOrderResponse:
+    item = o.OrderItem(sku="apple", quantity=2, unit_price_cents=150)
+    return stub.CreateOrder(o.CreateOrderRequest(user_id=user_id, items=[item], request_id=request_id))
+
+
+def test_create_order_records_it_pending_and_starts_the_saga(orders, alice, started):
+    created = new_order(orders)
+    assert created.order.status == o.ORDER_STATUS_PENDING and created.order.total_cents == 300
+    assert started == [
+        (
+            created.saga_id,
+            {
+                "order_id": created.order.order_id,
+                "user_id": "alice",
+                "amount_cents": 300,
+                "currency": "EUR",
+                "items": [{"sku": "apple", "quantity": 2}],
+            },
+        )
+    ]
+
+
+def test_same_request_id_returns_the_same_order_and_starts_one_saga(orders, alice, started):
+    first, again = new_order(orders, request_id="r1"), new_order(orders, request_id="r1")
+    assert first.order.order_id == again.order.order_id
+    assert len(started) == 1
+
+
+def test_order_for_an_unknown_user_is_a_failed_precondition(orders, started):
+    with pytest.raises(grpc.RpcError) as failure:
+        new_order(orders, user_id="bob")
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert started == []
+
+
+def test_order_is_cancelled_when_its_saga_cannot_start(serve, database, users, alice):
+    def failing(saga_id, row):
+        raise DependencyUnavailable("saga service down")
+
+    store = OrderStore(database(ORDER_SCHEMA))
+    servicer = OrderServicer(store, UserCheck(users), failing)
+    stub = order_pb2_grpc.OrderServiceStub(
+        serve(lambda s: order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, s))
+    )
+    with pytest.raises(grpc.RpcError) as failure:
+        new_order(stub)
+    assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    (row,) = store.page("", "", 10)
+    assert row["status"] == "CANCELLED"
+
+
+def test_confirm_then_cancel_rules(orders, alice):
+    order_id = new_order(orders).order.order_id
+    assert orders.ConfirmOrder(o.ConfirmOrderRequest(order_id=order_id)).order.status == o.ORDER_STATUS_CONFIRMED
+    assert orders.ConfirmOrder(o.ConfirmOrderRequest(order_id=order_id)).order.status == o.ORDER_STATUS_CONFIRMED
+    cancelled = orders.CancelOrder(o.CancelOrderRequest(order_id=order_id, reason="payment failed")).order
+    assert (cancelled.status, cancelled.cancel_reason) == (o.ORDER_STATUS_CANCELLED, "payment failed")
+    with pytest.raises(grpc.RpcError) as failure:
+        orders.ConfirmOrder(o.ConfirmOrderRequest(order_id=order_id))
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_bad_order_lists_every_problem(orders):
+    with pytest.raises(grpc.RpcError) as failure:
+        orders.CreateOrder(o.CreateOrderRequest(user_id="", items=[o.OrderItem(sku="", quantity=0)]))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field for v in field_violations(failure.value)} == {
+        "user_id",
+        "items[0].sku",
+        "items[0].quantity",
+        "items[0].unit_price_cents",
+    }
+
+
+def test_user_create_get_and_duplicates(users):
+    stub = user_pb2_grpc.UserServiceStub(users)
+    made = stub.CreateUser(u.CreateUserRequest(name="Carol", email="carol@example.com")).user
+    assert stub.GetUser(u.GetUserRequest(user_id=made.user_id)).user.email == "carol@example.com"
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.CreateUser(u.CreateUserRequest(user_id=made.user_id, name="C", email="c@example.com"))
+    assert failure.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.CreateUser(u.CreateUserRequest(name="", email="nope"))
+    assert {v.field for v in field_violations(failure.value)} == {"name", "email"}
+
+
+def test_user_check_maps_the_user_service_answers(users, alice):
+    check = UserCheck(users)
+    check("alice")
+    with pytest.raises(PreconditionError):
+        check("nobody")

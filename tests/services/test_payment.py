@@ -1,0 +1,74 @@
+"""Payment: one charge per order, refunds, and injected faults."""
+
+from __future__ import annotations
+
+import random
+
+import grpc
+import pytest
+
+from demo.payment.v1 import payment_pb2 as pay
+from demo.payment.v1 import payment_pb2_grpc
+from services.common.faults import FaultInjector, Faults
+from services.payment.servicer import PaymentServicer
+from services.payment.store import SCHEMA, PaymentStore
+
+
+@pytest.fixture
+def faults():
+    return FaultInjector(rng=random.Random(7))
+
+
+@pytest.fixture
+def payments(serve, database, faults):
+    servicer = PaymentServicer(PaymentStore(database(SCHEMA)), faults)
+    channel = serve(lambda s: payment_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, s))
+    return payment_pb2_grpc.PaymentServiceStub(channel)
+
+
+def charge(stub, order_id: str = "o1", amount: int = 500) -> pay.Payment:
+    return stub.Charge(pay.ChargeRequest(order_id=order_id, user_id="u1", amount_cents=amount)).payment
+
+
+def test_charging_an_order_twice_charges_once(payments):
+    first, again = charge(payments), charge(payments)
+    assert again.payment_id == first.payment_id
+    assert first.status == pay.PAYMENT_STATUS_CHARGED and first.currency == "EUR"
+
+
+def test_charging_an_order_again_with_another_amount_is_refused(payments):
+    charge(payments, amount=500)
+    with pytest.raises(grpc.RpcError) as failure:
+        charge(payments, amount=900)
+    assert failure.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_refund_marks_the_payment_refunded_and_is_harmless_to_repeat(payments):
+    charge(payments)
+    assert payments.Refund(pay.RefundRequest(order_id="o1")).payment.status == pay.PAYMENT_STATUS_REFUNDED
+    assert payments.Refund(pay.RefundRequest(order_id="o1")).payment.status == pay.PAYMENT_STATUS_REFUNDED
+    assert not payments.Refund(pay.RefundRequest(order_id="never")).HasField("payment")
+
+
+def test_failure_rate_one_fails_every_charge_with_unavailable_and_charges_nothing(payments, faults):
+    faults.update(Faults(failure_rate=1.0))
+    with pytest.raises(grpc.RpcError) as failure:
+        charge(payments)
+    assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "injected" in failure.value.details()
+    with pytest.raises(grpc.RpcError):
+        payments.GetPayment(pay.GetPaymentRequest(order_id="o1"))
+    faults.update(Faults())
+    assert charge(payments).status == pay.PAYMENT_STATUS_CHARGED
+
+
+def test_faults_read_from_config_tolerate_missing_and_bad_values():
+    assert Faults.from_config({}) == Faults()
+    assert Faults.from_config({"faults": {"failure_rate": 2, "latency_ms": 250}}) == Faults(1.0, 0.25)
+    assert Faults.from_config({"faults": {"failure_rate": "x"}}) == Faults()
+
+
+def test_bad_amount_and_currency_are_invalid(payments):
+    with pytest.raises(grpc.RpcError) as failure:
+        payments.Charge(pay.ChargeRequest(order_id="o9", user_id="u1", amount_cents=0, currency="euro"))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -11,7 +11,7 @@ import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
 from demo.order.v1 import order_pb2, order_pb2_grpc
-from services.common.pages import page_size
+from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
 from services.common.validation import raise_if, require_id
 from services.order.store import CANCELLED, CONFIRMED, Item, OrderStore
@@ -61,13 +61,13 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     def ListOrders(
         self, request: order_pb2.ListOrdersRequest, context: grpc.ServicerContext
     ) -> order_pb2.ListOrdersResponse:
-        limit = page_size(request.page_size)
-        rows = self.store.page(request.user_id, request.page_token, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return order_pb2.ListOrdersResponse(
-            orders=[to_proto(r) for r in rows], next_page_token=rows[-1]["order_id"] if more else ""
+        rows, token = fetch_page(
+            lambda after, limit: self.store.page(request.user_id, after, limit),
+            request.page_size,
+            request.page_token,
+            "order_id",
         )
+        return order_pb2.ListOrdersResponse(orders=[to_proto(r) for r in rows], next_page_token=token)
 
     @maps_domain_errors
     def ConfirmOrder(

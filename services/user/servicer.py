@@ -10,7 +10,7 @@ import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
 from demo.user.v1 import user_pb2, user_pb2_grpc
-from services.common.pages import page_size
+from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
 from services.common.validation import raise_if, require_id
 from services.user.store import UserStore
@@ -44,13 +44,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     def ListUsers(
         self, request: user_pb2.ListUsersRequest, context: grpc.ServicerContext
     ) -> user_pb2.ListUsersResponse:
-        limit = page_size(request.page_size)
-        rows = self.store.page(request.page_token, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return user_pb2.ListUsersResponse(
-            users=[to_proto(r) for r in rows], next_page_token=rows[-1]["user_id"] if more else ""
-        )
+        rows, token = fetch_page(self.store.page, request.page_size, request.page_token, "user_id")
+        return user_pb2.ListUsersResponse(users=[to_proto(r) for r in rows], next_page_token=token)
 
 
 def to_proto(row: sqlite3.Row) -> user_pb2.User:

@@ -141,3 +141,17 @@ def test_user_check_maps_the_user_service_answers(users, alice):
     check("alice")
     with pytest.raises(PreconditionError):
         check("nobody")
+
+
+def test_list_users_pages_through_every_user_once(users):
+    stub = user_pb2_grpc.UserServiceStub(users)
+    for n in range(5):
+        stub.CreateUser(u.CreateUserRequest(user_id=f"user-{n}", name="N", email=f"n{n}@example.com"))
+    seen, token = [], ""
+    while True:
+        page = stub.ListUsers(u.ListUsersRequest(page_size=2, page_token=token))
+        seen += [user.user_id for user in page.users]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [f"user-{n}" for n in range(5)]

@@ -1,0 +1,415 @@
+"""Interceptor benchmark: what each interceptor and the whole stack add to a loopback unary call.
+
+Run: `make bench` or `.venv/bin/python bench/interceptors_bench.py` (about 30 s). Measures, in one run:
+
+1. Round trip, sync and asyncio clients: each interceptor alone and the whole stack, as a ratio to a bare
+   channel call. The server runs in a child process (as it would in production: its interceptors add
+   latency, not CPU contention in the client). Rows are measured in interleaved rounds and each round's
+   ratio is taken against that round's bare call, because these machines are noisy; the median is shown.
+2. CPU per call in the client, without a network (a finished fake call): the cost of our code alone.
+3. How long an OPEN breaker takes to refuse a call, and pybreaker doing the same around a plain call.
+
+Tracing uses the OpenTelemetry SDK with a batch processor and an exporter that drops spans, so the span
+work is measured and no I/O is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pybreaker
+from opentelemetry.sdk.trace import TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from controlplane.interceptors import (
+    BreakerPolicy,
+    BreakerRegistry,
+    BulkheadPolicy,
+    ClientPolicy,
+    aio_client_interceptors,
+    client_interceptors,
+    server_interceptors,
+)
+from controlplane.interceptors import breaker as breaker_module
+from controlplane.interceptors import bulkhead as bulkhead_module
+from controlplane.interceptors import deadlines as deadlines_module
+from controlplane.interceptors import tracing as tracing_module
+from controlplane.interceptors._base import CallDetails
+
+METHOD = "/bench.Echo/Unary"
+ROUNDS = 8
+CALLS_PER_ROUND = 150
+WARMUP = 200
+TARGET_STACK_RATIO = 1.15
+TARGET_REJECT_US = 20.0
+
+
+class DropSpans(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def tracer_provider(sampler: sampling.Sampler | None = None) -> TracerProvider:
+    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DropSpans()))
+    return provider
+
+
+# --- the server process -----------------------------------------------------------------------------
+
+
+def serve() -> None:
+    """Child process: a bare server, one with deadline capture, one with the whole server stack."""
+    provider = tracer_provider()
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}
+    )
+    servers, ports = [], []
+    for interceptors in ([], server_interceptors(tracing=False), server_interceptors(tracer_provider=provider)):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=interceptors)
+        server.add_generic_rpc_handlers((handler,))
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        server.start()
+        servers.append(server)
+    print(*ports, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    for server in servers:
+        server.stop(None)
+
+
+# --- round trips --------------------------------------------------------------------------------------
+
+Row = tuple[str, str, list[Any]]  # (name, which server, client interceptors)
+
+
+def client_rows(aio: bool) -> list[Row]:
+    full = ClientPolicy(bulkhead=BulkheadPolicy(max_concurrent=100))
+    traced = tracer_provider()
+    sampled = tracer_provider(sampling.ParentBased(sampling.TraceIdRatioBased(0.1)))
+    if aio:
+        return [
+            ("bare channel", "bare", []),
+            ("deadlines", "bare", deadlines_module.aio_client_interceptors()),
+            ("circuit breaker", "bare", breaker_module.aio_client_interceptors()),
+            ("bulkhead", "bare", bulkhead_module.aio_client_interceptors()),
+            ("deadlines+bulkhead+breaker (both sides)", "capture", aio_client_interceptors(full, tracing=False)),
+            ("tracing (client+server spans)", "traced", tracing_module.aio_client_interceptors(traced)),
+            ("whole stack", "traced", aio_client_interceptors(full, tracer_provider=traced)),
+            ("whole stack, 10% of traces sampled", "traced", aio_client_interceptors(full, tracer_provider=sampled)),
+        ]
+    return [
+        ("bare channel", "bare", []),
+        ("deadlines", "bare", [deadlines_module.client_interceptor()]),
+        ("circuit breaker", "bare", [breaker_module.client_interceptor()]),
+        ("bulkhead", "bare", [bulkhead_module.client_interceptor()]),
+        ("deadlines+bulkhead+breaker (both sides)", "capture", client_interceptors(full, tracing=False)),
+        ("tracing (client+server spans)", "traced", tracing_module.client_interceptors(traced)),
+        ("whole stack", "traced", client_interceptors(full, tracer_provider=traced)),
+        ("whole stack, 10% of traces sampled", "traced", client_interceptors(full, tracer_provider=sampled)),
+    ]
+
+
+def summarize(per_round: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
+    """name -> (median µs per call, median of the per-round ratios to the bare call)."""
+    bare = per_round["bare channel"]
+    return {
+        name: (statistics.median(times), statistics.median(t / b for t, b in zip(times, bare, strict=True)))
+        for name, times in per_round.items()
+    }
+
+
+def sync_round_trips(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+    calls: dict[str, Callable[..., Any]] = {}
+    channels = []
+    for name, server, interceptors in client_rows(aio=False):
+        channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{ports[server]}"), *interceptors)
+        channels.append(channel)
+        calls[name] = channel.unary_unary(METHOD)
+    for call in calls.values():
+        for _ in range(WARMUP):
+            call(b"x")
+    per_round: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(ROUNDS):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            for _ in range(CALLS_PER_ROUND):
+                call(b"x")
+            per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
+    for channel in channels:
+        channel.close()
+    return summarize(per_round)
+
+
+async def aio_round_trips(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+    channels, calls = [], {}
+    for name, server, interceptors in client_rows(aio=True):
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports[server]}", interceptors=interceptors or None)
+        channels.append(channel)
+        calls[name] = channel.unary_unary(METHOD)
+    for call in calls.values():
+        for _ in range(WARMUP):
+            await call(b"x")
+    per_round: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(ROUNDS):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            for _ in range(CALLS_PER_ROUND):
+                await call(b"x")
+            per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
+    for channel in channels:
+        await channel.close()
+    return summarize(per_round)
+
+
+# --- CPU per call without a network -------------------------------------------------------------------
+
+
+class _FinishedCall(grpc.Call, grpc.Future):
+    """A call that already ended OK: what a continuation returns, minus the network."""
+
+    def done(self) -> bool:
+        return True
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.OK
+
+    def result(self, timeout: float | None = None) -> bytes:
+        return b"x"
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        fn(self)
+
+    def trailing_metadata(self) -> tuple:
+        return ()
+
+    def initial_metadata(self) -> tuple:
+        return ()
+
+    def details(self) -> str:
+        return ""
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> None:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return False
+
+    def exception(self, timeout: float | None = None) -> None:
+        return None
+
+    def traceback(self, timeout: float | None = None) -> None:
+        return None
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return False
+
+
+def cpu_per_call() -> dict[str, float]:
+    finished = _FinishedCall()
+    details = CallDetails(METHOD, None, None, None, None, None)
+
+    def continuation(details: Any, request: Any) -> Any:
+        return finished
+
+    full = ClientPolicy(bulkhead=BulkheadPolicy(max_concurrent=100))
+    rows = {
+        "deadlines": deadlines_module.client_interceptor(),
+        "circuit breaker": breaker_module.client_interceptor(),
+        "bulkhead": bulkhead_module.client_interceptor(),
+        "deadlines+bulkhead+breaker": client_interceptors(full, tracing=False)[0],
+        "OpenTelemetry client span (SDK)": tracing_module.otel_client_interceptor(tracer_provider()),
+        "OpenTelemetry client span (no SDK)": tracing_module.otel_client_interceptor(None),
+    }
+    results = {}
+    for name, interceptor in rows.items():
+        number = 20_000
+
+        def one(interceptor: Any = interceptor) -> None:
+            interceptor.intercept_unary_unary(continuation, details, b"x")
+
+        results[name] = min(timeit.repeat(one, number=number, repeat=5)) / number * 1e6
+    return results
+
+
+# --- OPEN breaker -------------------------------------------------------------------------------------
+
+
+def breaker_rejections(ports: dict[str, int]) -> dict[str, float]:
+    """µs per refused call: our breaker (bare, sync channel, asyncio channel) and pybreaker."""
+    policy = BreakerPolicy(minimum_calls=1, window_size=1, wait_in_open=3600)
+    results = {}
+
+    # The state machine alone.
+    registry = BreakerRegistry(policy)
+    bare_breaker = registry.get("bench")
+    bare_breaker.record(bare_breaker.acquire(), failed=True)
+
+    def acquire() -> None:
+        with contextlib.suppress(breaker_module.BreakerOpen):
+            bare_breaker.acquire()
+
+    results["CircuitBreaker.acquire() (state machine alone)"] = _best_us(acquire, 50_000)
+
+    # Through a sync channel: the caller gets an RpcError without the network being touched.
+    dead = "127.0.0.1:1"
+    sync_registry = BreakerRegistry(policy)
+    channel = grpc.intercept_channel(grpc.insecure_channel(dead), breaker_module.client_interceptor(sync_registry))
+    call = channel.unary_unary(METHOD)
+
+    def refused_sync() -> None:
+        with contextlib.suppress(grpc.RpcError):
+            call(b"x", timeout=5)
+
+    refused_sync()  # opens the breaker (UNAVAILABLE from the dead address)
+    assert sync_registry.snapshot()["bench.Echo"].state.value == "open"
+    results["open breaker, sync channel (caller sees RpcError)"] = _best_us(refused_sync, 20_000)
+    channel.close()
+
+    # Through an asyncio channel.
+    async def aio_refusals() -> float:
+        aio_registry = BreakerRegistry(policy)
+        async with grpc.aio.insecure_channel(
+            dead, interceptors=breaker_module.aio_client_interceptors(aio_registry)
+        ) as aio_channel:
+            aio_call = aio_channel.unary_unary(METHOD)
+
+            async def refused() -> None:
+                with contextlib.suppress(grpc.RpcError):
+                    await aio_call(b"x", timeout=5)
+
+            await refused()
+            best = float("inf")
+            for _ in range(5):
+                started = time.perf_counter()
+                for _ in range(5_000):
+                    await refused()
+                best = min(best, (time.perf_counter() - started) / 5_000 * 1e6)
+            return best
+
+    results["open breaker, asyncio channel (caller sees AioRpcError)"] = asyncio.run(aio_refusals())
+
+    # pybreaker around a plain call.
+    peer = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=3600)
+    plain = grpc.insecure_channel(dead).unary_unary(METHOD)
+    with contextlib.suppress(grpc.RpcError, pybreaker.CircuitBreakerError):
+        peer.call(plain, b"x", timeout=5)
+    assert peer.current_state == "open"
+
+    def refused_peer() -> None:
+        with contextlib.suppress(pybreaker.CircuitBreakerError):
+            peer.call(plain, b"x", timeout=5)
+
+    results["pybreaker, open, around a plain sync call"] = _best_us(refused_peer, 20_000)
+    return results
+
+
+def pybreaker_round_trip(port: int) -> tuple[float, float]:
+    """pybreaker (CLOSED) around a plain loopback call, as a ratio to the same plain call."""
+    peer = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
+    plain = grpc.insecure_channel(f"127.0.0.1:{port}").unary_unary(METHOD)
+    ours = grpc.intercept_channel(
+        grpc.insecure_channel(f"127.0.0.1:{port}"), breaker_module.client_interceptor()
+    ).unary_unary(METHOD)
+    rows: dict[str, Callable[[], Any]] = {
+        "bare channel": lambda: plain(b"x"),
+        "pybreaker": lambda: peer.call(plain, b"x"),
+        "ours": lambda: ours(b"x"),
+    }
+    per_round: dict[str, list[float]] = {name: [] for name in rows}
+    for fn in rows.values():
+        for _ in range(WARMUP):
+            fn()
+    for _ in range(ROUNDS):
+        for name, fn in rows.items():
+            started = time.perf_counter()
+            for _ in range(CALLS_PER_ROUND):
+                fn()
+            per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
+    summary = summarize(per_round)
+    return summary["pybreaker"][1], summary["ours"][1]
+
+
+def _best_us(fn: Callable[[], None], number: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+
+def print_round_trips(title: str, summary: dict[str, tuple[float, float]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'client interceptors':44s} {'µs/call':>9s} {'vs bare':>9s}")
+    for name, (micros, ratio) in summary.items():
+        print(f"  {name:44s} {micros:9.1f} {ratio:8.3f}x")
+
+
+def main() -> int:
+    started = time.monotonic()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        bare, capture, traced = map(int, server.stdout.readline().split())
+        ports = {"bare": bare, "capture": capture, "traced": traced}
+        print(f"interceptors bench: loopback unary calls, {ROUNDS} rounds x {CALLS_PER_ROUND} calls per row")
+        sync = sync_round_trips(ports)
+        print_round_trips("Round trip, sync client (grpc.intercept_channel)", sync)
+        aio = asyncio.run(aio_round_trips(ports))
+        print_round_trips("Round trip, asyncio client (grpc.aio interceptors=...)", aio)
+        peer_ratio, our_ratio = pybreaker_round_trip(bare)
+        print("\nCircuit breaker in CLOSED state around a loopback call (ratio to bare, same rounds)")
+        print(f"  {'ours (interceptor)':44s} {our_ratio:18.3f}x")
+        print(f"  {'pybreaker.call(plain call)':44s} {peer_ratio:18.3f}x")
+        print("\nClient CPU per call without a network (µs; our code, then OpenTelemetry's)")
+        for name, micros in cpu_per_call().items():
+            print(f"  {name:44s} {micros:9.2f}")
+        rejections = breaker_rejections(ports)
+        print("\nOPEN breaker: time to refuse one call (µs)")
+        for name, micros in rejections.items():
+            print(f"  {name:56s} {micros:7.2f}")
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(10)
+
+    reject = rejections["open breaker, sync channel (caller sees RpcError)"]
+    print("\nAgainst the aims")
+    for label, summary in (("sync", sync), ("asyncio", aio)):
+        stack = summary["whole stack"][1]
+        resilience = summary["deadlines+bulkhead+breaker (both sides)"][1]
+        verdict = "met" if stack <= TARGET_STACK_RATIO else "NOT met"
+        print(
+            f"  {label:8s} whole stack {stack:.3f}x (aim <= {TARGET_STACK_RATIO}x: {verdict}); "
+            f"without tracing {resilience:.3f}x"
+        )
+    verdict = "met" if reject < TARGET_REJECT_US else "NOT met"
+    print(f"  open breaker refuses a sync call in {reject:.1f} µs (aim < {TARGET_REJECT_US:.0f} µs: {verdict})")
+    print(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        sys.exit(main())

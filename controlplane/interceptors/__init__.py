@@ -1,0 +1,107 @@
+"""Interceptors any gRPC app can reuse: tracing, deadline budgets, circuit breaking, bulkheads, retries.
+
+Sync and asyncio, client and server, unary and streaming. Depends only on grpcio, protobuf and
+opentelemetry-api at import time (the OpenTelemetry SDK and gRPC instrumentation load when used)::
+
+    from controlplane.interceptors import client_interceptors, server_interceptors, setup_tracing
+
+    setup_tracing("orders")
+    channel = grpc.intercept_channel(grpc.insecure_channel(target), *client_interceptors())
+    server = grpc.server(pool, interceptors=server_interceptors())
+
+See docs/interceptors.md.
+"""
+
+from controlplane.interceptors._base import (
+    ClientConcern,
+    LocalRpcError,
+    OutgoingCall,
+    Rejection,
+    ServerConcern,
+)
+from controlplane.interceptors.breaker import (
+    BREAKER_RETRY_AFTER_KEY,
+    BREAKER_STATE_KEY,
+    BreakerOpen,
+    BreakerPolicy,
+    BreakerRegistry,
+    BreakerSnapshot,
+    CircuitBreaker,
+    State,
+    StateChange,
+)
+from controlplane.interceptors.bulkhead import (
+    BULKHEAD_KEY,
+    Bulkhead,
+    BulkheadPolicy,
+    BulkheadRegistry,
+    BulkheadSnapshot,
+)
+from controlplane.interceptors.deadlines import (
+    DEADLINE_EXCEEDED_KEY,
+    Budget,
+    DeadlinePolicy,
+    current_budget,
+    deadline_budget,
+)
+from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
+from controlplane.interceptors.stack import (
+    ClientPolicy,
+    aio_client_interceptors,
+    aio_server_interceptors,
+    channel_options,
+    client_interceptors,
+    server_interceptors,
+)
+from controlplane.interceptors.tracing import (
+    TRACE_ID_KEY,
+    TraceContextFilter,
+    TracingSettings,
+    current_trace_id,
+    setup_tracing,
+    trace_id_in,
+    trace_id_of,
+)
+
+__all__ = [
+    "BREAKER_RETRY_AFTER_KEY",
+    "BREAKER_STATE_KEY",
+    "BULKHEAD_KEY",
+    "DEADLINE_EXCEEDED_KEY",
+    "TRACE_ID_KEY",
+    "BreakerOpen",
+    "BreakerPolicy",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "Budget",
+    "Bulkhead",
+    "BulkheadPolicy",
+    "BulkheadRegistry",
+    "BulkheadSnapshot",
+    "CircuitBreaker",
+    "ClientConcern",
+    "ClientPolicy",
+    "DeadlinePolicy",
+    "LocalRpcError",
+    "OutgoingCall",
+    "Rejection",
+    "RetryPolicy",
+    "RetryThrottling",
+    "ServerConcern",
+    "State",
+    "StateChange",
+    "TraceContextFilter",
+    "TracingSettings",
+    "aio_client_interceptors",
+    "aio_server_interceptors",
+    "channel_options",
+    "client_interceptors",
+    "current_budget",
+    "current_trace_id",
+    "deadline_budget",
+    "server_interceptors",
+    "service_config",
+    "setup_tracing",
+    "trace_id_in",
+    "trace_id_of",
+]

@@ -1,0 +1,421 @@
+"""Circuit breaking per target: stop calling a failing service, and probe it before trusting it again.
+
+States: CLOSED (calls flow; outcomes fill a sliding window), OPEN (calls fail at once with UNAVAILABLE and
+metadata saying when the breaker will try again), HALF_OPEN (a few trial calls decide between CLOSED and
+OPEN). The state machine (`CircuitBreaker`) is pure, driven by an injectable clock, and safe to share
+between threads and asyncio tasks (a lock held only for a few arithmetic steps, never across an await).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import grpc
+
+from controlplane.interceptors._base import (
+    ClientConcern,
+    ClientInterceptor,
+    Clock,
+    OutgoingCall,
+    Rejection,
+    aio_client_chain,
+)
+from controlplane.interceptors._config import from_mapping
+from controlplane.interceptors._windows import CountWindow, TimeWindow, Window
+
+__all__ = [
+    "BREAKER_RETRY_AFTER_KEY",
+    "BREAKER_STATE_KEY",
+    "DEFAULT_FAILURE_CODES",
+    "BreakerConcern",
+    "BreakerOpen",
+    "BreakerPolicy",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "State",
+    "StateChange",
+    "aio_client_interceptors",
+    "client_interceptor",
+]
+
+log = logging.getLogger(__name__)
+
+BREAKER_STATE_KEY = "x-breaker-state"
+"""Trailing metadata of a call the breaker refused: "open", or "half_open" when all trial calls are taken."""
+BREAKER_RETRY_AFTER_KEY = "x-breaker-retry-after-ms"
+"""Trailing metadata of a call refused by an OPEN breaker: milliseconds until it lets trial calls through."""
+
+DEFAULT_FAILURE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+"""Statuses that say the server is in trouble. Client errors (INVALID_ARGUMENT, NOT_FOUND, ...) are not."""
+
+
+class State(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When a breaker opens, how long it stays open, and how it decides to close again.
+
+    failure_rate_threshold: open when at least this fraction (0..1] of the calls in the window failed.
+    slow_call_rate_threshold: open when at least this fraction (0..1] of the calls in the window were slow.
+    slow_call_duration: seconds from start to final status at or beyond which a call counts as slow.
+    window: "count" judges the last `window_size` calls; "time" the calls of the last `window_size` seconds.
+    window_size: calls (count window) or whole seconds (time window).
+    minimum_calls: no verdict before the window holds this many calls (capped at window_size for "count").
+    wait_in_open: seconds an OPEN breaker refuses calls before letting trial calls through.
+    half_open_calls: trial calls let through in HALF_OPEN; once all have ended, their failure and slow
+        rates decide: below both thresholds closes the breaker, otherwise it opens again.
+    failure_codes: final statuses that count as failures (names like "UNAVAILABLE" in `from_dict`).
+        CANCELLED calls are never judged: the caller gave up, the server said nothing.
+    """
+
+    failure_rate_threshold: float = 0.5
+    slow_call_rate_threshold: float = 1.0
+    slow_call_duration: float = 5.0
+    window: Literal["count", "time"] = "count"
+    window_size: int = 100
+    minimum_calls: int = 20
+    wait_in_open: float = 10.0
+    half_open_calls: int = 5
+    failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
+
+    def __post_init__(self) -> None:
+        for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be a fraction in (0, 1], got {value}")
+        if self.slow_call_duration <= 0:
+            raise ValueError(f"slow_call_duration must be > 0 seconds, got {self.slow_call_duration}")
+        if self.window not in ("count", "time"):
+            raise ValueError(f"window must be 'count' or 'time', got {self.window!r}")
+        for name in ("window_size", "minimum_calls", "half_open_calls"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.wait_in_open < 0:
+            raise ValueError(f"wait_in_open must be >= 0 seconds, got {self.wait_in_open}")
+        object.__setattr__(self, "failure_codes", frozenset(self.failure_codes))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BreakerPolicy:
+        """From e.g. `{"failure_rate_threshold": 0.5, "window": "time", "failure_codes": ["UNAVAILABLE"]}`."""
+        return from_mapping(cls, data)
+
+    def new_window(self) -> Window:
+        return CountWindow(self.window_size) if self.window == "count" else TimeWindow(self.window_size)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A breaker moved from `old` to `new` at `at` (seconds on the breaker's clock)."""
+
+    breaker: str
+    old: State
+    new: State
+    at: float
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """Metrics of one breaker at one moment.
+
+    calls, failures, slow_calls: outcomes in the current window (in HALF_OPEN: of the trial calls so far).
+    failure_rate, slow_call_rate: failures / calls and slow_calls / calls (0.0 with no calls).
+    rejected: calls refused since the breaker was created.
+    retry_in: seconds until an OPEN breaker lets trial calls through; None in other states.
+    """
+
+    name: str
+    state: State
+    calls: int
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    slow_call_rate: float
+    rejected: int
+    retry_in: float | None
+
+
+class BreakerOpen(Exception):
+    """A call refused by a breaker; `retry_in` is seconds until trial calls (None when already trialling)."""
+
+    def __init__(self, name: str, state: State, retry_in: float | None) -> None:
+        self.name = name
+        self.state = state
+        self.retry_in = retry_in
+        if retry_in is None:
+            message = f"circuit breaker '{name}' is half-open and all its trial calls are taken"
+        else:
+            message = f"circuit breaker '{name}' is open; next trial call in {retry_in:.3f} s"
+        super().__init__(message)
+
+
+Permit = tuple[int, float]  # (breaker generation, start time): outcomes of an older generation are ignored
+
+Listener = Callable[[StateChange], None]
+
+
+class CircuitBreaker:
+    """The breaker of one target. `acquire()` before a call, then `record()` or `release()` after it."""
+
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy | None = None,
+        clock: Clock = time.monotonic,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        self.name = name
+        self.policy = policy or BreakerPolicy()
+        self._clock = clock
+        self._listeners = list(listeners)
+        self._lock = threading.Lock()
+        self._state = State.CLOSED
+        self._generation = 0
+        self._window = self.policy.new_window()
+        self._minimum_calls = (
+            min(self.policy.minimum_calls, self.policy.window_size)
+            if self.policy.window == "count"
+            else self.policy.minimum_calls
+        )
+        self._open_until = 0.0
+        self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
+        self._rejected = 0
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(StateChange)` after every state change (outside the breaker's lock)."""
+        self._listeners.append(listener)
+
+    @property
+    def state(self) -> State:
+        """The current state (an OPEN breaker whose wait is over reads as HALF_OPEN)."""
+        if self._state is State.OPEN:
+            changes: list[StateChange] = []
+            with self._lock:
+                self._maybe_half_open(self._clock(), changes)
+            self._notify(changes)
+        return self._state
+
+    def acquire(self) -> Permit:
+        """A permit for one call, or `BreakerOpen` if the breaker refuses it."""
+        if self._state is State.CLOSED:  # the hot path takes no lock: acquiring changes nothing in CLOSED
+            return self._generation, self._clock()
+        changes: list[StateChange] = []
+        try:
+            with self._lock:
+                now = self._clock()
+                self._maybe_half_open(now, changes)
+                state = self._state
+                if state is State.CLOSED:
+                    return self._generation, now
+                if state is State.HALF_OPEN and self._trials_started < self.policy.half_open_calls:
+                    self._trials_started += 1
+                    return self._generation, now
+                self._rejected += 1
+                retry_in = max(self._open_until - now, 0.0) if state is State.OPEN else None
+                raise BreakerOpen(self.name, state, retry_in)
+        finally:
+            if changes:
+                self._notify(changes)
+
+    def record(self, permit: Permit, failed: bool) -> None:
+        """The outcome of a permitted call (`failed` per the failure codes); slowness comes from the clock."""
+        generation, started = permit
+        now = self._clock()
+        slow = now - started >= self.policy.slow_call_duration
+        changes: list[StateChange] = []
+        with self._lock:
+            if generation != self._generation:
+                return  # the call started before the last state change; its outcome says nothing now
+            if self._state is State.CLOSED:
+                window = self._window
+                window.record(now, failed, slow)
+                if window.calls >= self._minimum_calls and self._too_bad(window.calls, window.failures, window.slow):
+                    self._open(now, changes)
+            elif self._state is State.HALF_OPEN:
+                self._trials_done += 1
+                self._trial_failures += failed
+                self._trial_slow += slow
+                if self._trials_done >= self.policy.half_open_calls:
+                    if self._too_bad(self._trials_done, self._trial_failures, self._trial_slow):
+                        self._open(now, changes)
+                    else:
+                        self._move(State.CLOSED, now, changes)
+        self._notify(changes)
+
+    def release(self, permit: Permit) -> None:
+        """A permitted call ended without a verdict (cancelled by its caller): give its trial slot back."""
+        with self._lock:
+            if permit[0] == self._generation and self._state is State.HALF_OPEN:
+                self._trials_started = max(self._trials_started - 1, self._trials_done)
+
+    def reset(self) -> None:
+        """Back to CLOSED with an empty window (an operator's override)."""
+        changes: list[StateChange] = []
+        with self._lock:
+            self._move(State.CLOSED, self._clock(), changes)
+        self._notify(changes)
+
+    def snapshot(self) -> BreakerSnapshot:
+        """Current state and counts, for metrics and status pages."""
+        state = self.state
+        with self._lock:
+            now = self._clock()
+            if state is State.HALF_OPEN:
+                calls, failures, slow = self._trials_done, self._trial_failures, self._trial_slow
+            else:
+                self._window.expire(now)
+                calls, failures, slow = self._window.calls, self._window.failures, self._window.slow
+            return BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                calls=calls,
+                failures=failures,
+                slow_calls=slow,
+                failure_rate=failures / calls if calls else 0.0,
+                slow_call_rate=slow / calls if calls else 0.0,
+                rejected=self._rejected,
+                retry_in=max(self._open_until - now, 0.0) if self._state is State.OPEN else None,
+            )
+
+    # --- under the lock ---
+
+    def _too_bad(self, calls: int, failures: int, slow: int) -> bool:
+        policy = self.policy
+        return failures >= policy.failure_rate_threshold * calls or slow >= policy.slow_call_rate_threshold * calls
+
+    def _maybe_half_open(self, now: float, changes: list[StateChange]) -> None:
+        if self._state is State.OPEN and now >= self._open_until:
+            self._move(State.HALF_OPEN, now, changes)
+
+    def _open(self, now: float, changes: list[StateChange]) -> None:
+        self._open_until = now + self.policy.wait_in_open
+        self._move(State.OPEN, now, changes)
+
+    def _move(self, new: State, now: float, changes: list[StateChange]) -> None:
+        old = self._state
+        self._generation += 1
+        self._window.reset()
+        self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
+        self._state = new
+        if new is not old:
+            changes.append(StateChange(self.name, old, new, now))
+
+    def _notify(self, changes: list[StateChange]) -> None:
+        for change in changes:
+            log.info("circuit breaker %s: %s -> %s", change.breaker, change.old.value, change.new.value)
+            for listener in self._listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("circuit breaker listener %r failed", listener)
+
+
+class BreakerRegistry:
+    """The breakers of a process (or of one client), one per target name, created on first use.
+
+    Share one registry between channels that should share breakers, and read `snapshot()` for metrics.
+    """
+
+    def __init__(
+        self,
+        policy: BreakerPolicy | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self._clock = clock
+        self._listeners = list(listeners)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> CircuitBreaker:
+        """The breaker for `name` (a service such as "pkg.Orders", or "pkg.Orders@host:port")."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            with self._lock:
+                breaker = self._breakers.get(name)
+                if breaker is None:
+                    breaker = CircuitBreaker(name, self.policy, self._clock, self._listeners)
+                    self._breakers[name] = breaker
+        return breaker
+
+    def add_listener(self, listener: Listener) -> None:
+        """Listen to the state changes of every breaker, present and future."""
+        with self._lock:
+            self._listeners.append(listener)
+            for breaker in self._breakers.values():
+                breaker.add_listener(listener)
+
+    def snapshot(self) -> dict[str, BreakerSnapshot]:
+        """Metrics of every breaker, by name."""
+        with self._lock:
+            breakers = list(self._breakers.values())
+        return {b.name: b.snapshot() for b in breakers}
+
+
+def breaker_key(service: str, instance: str | None) -> str:
+    """The breaker name of a target: the service, or "service@instance" when breakers are per instance."""
+    return service if instance is None else f"{service}@{instance}"
+
+
+class BreakerConcern(ClientConcern):
+    """Client side: refuses calls while the target's breaker is open and reports every final status to it.
+
+    instance: the address this channel talks to; when set, breakers are kept per (service, instance).
+    """
+
+    def __init__(self, registry: BreakerRegistry | None = None, instance: str | None = None) -> None:
+        self.registry = registry or BreakerRegistry()
+        self._instance = instance
+        self._failure_codes = self.registry.policy.failure_codes
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def begin(self, call: OutgoingCall) -> tuple[CircuitBreaker, Permit]:
+        breaker = self._breakers.get(call.service)
+        if breaker is None:
+            breaker = self._breakers[call.service] = self.registry.get(breaker_key(call.service, self._instance))
+        try:
+            return breaker, breaker.acquire()
+        except BreakerOpen as refused:
+            metadata: tuple[tuple[str, str], ...] = ((BREAKER_STATE_KEY, refused.state.value),)
+            if refused.retry_in is not None:
+                metadata += ((BREAKER_RETRY_AFTER_KEY, str(round(refused.retry_in * 1000))),)
+            raise Rejection(grpc.StatusCode.UNAVAILABLE, str(refused), metadata) from None
+
+    def finish(self, ticket: tuple[CircuitBreaker, Permit], code: grpc.StatusCode) -> None:
+        breaker, permit = ticket
+        if code is grpc.StatusCode.CANCELLED:
+            breaker.release(permit)
+        else:
+            breaker.record(permit, code in self._failure_codes)
+
+
+def client_interceptor(registry: BreakerRegistry | None = None, instance: str | None = None) -> ClientInterceptor:
+    """Circuit breaking alone, for `grpc.intercept_channel(channel, client_interceptor(registry))`."""
+    return ClientInterceptor([BreakerConcern(registry, instance)])
+
+
+def aio_client_interceptors(
+    registry: BreakerRegistry | None = None, instance: str | None = None
+) -> list[grpc.aio.ClientInterceptor]:
+    """Circuit breaking alone, for `grpc.aio.insecure_channel(target, interceptors=...)`."""
+    return aio_client_chain([BreakerConcern(registry, instance)])

@@ -1,0 +1,226 @@
+"""Bulkheads: cap the calls in flight to one target, so one slow dependency cannot take every thread or task.
+
+Beyond the cap a call waits at most `max_wait` seconds for a free slot, then fails with RESOURCE_EXHAUSTED
+without touching the network. A slot is held from the start of a call to its final status (for streams:
+until the stream ends or is cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from controlplane.interceptors._base import (
+    ClientConcern,
+    ClientInterceptor,
+    OutgoingCall,
+    Rejection,
+    aio_client_chain,
+)
+from controlplane.interceptors._config import from_mapping
+from controlplane.interceptors.breaker import breaker_key
+
+__all__ = [
+    "BULKHEAD_KEY",
+    "Bulkhead",
+    "BulkheadConcern",
+    "BulkheadPolicy",
+    "BulkheadRegistry",
+    "BulkheadSnapshot",
+    "aio_client_interceptors",
+    "client_interceptor",
+]
+
+BULKHEAD_KEY = "x-bulkhead"
+"""Trailing metadata of a call refused by a full bulkhead: "full"."""
+
+
+@dataclass(frozen=True)
+class BulkheadPolicy:
+    """max_concurrent: calls in flight per target; max_wait: seconds a call may wait for a slot (0: none)."""
+
+    max_concurrent: int = 100
+    max_wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1 call, got {self.max_concurrent}")
+        if self.max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0 seconds, got {self.max_wait}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BulkheadPolicy:
+        """From e.g. `{"max_concurrent": 20, "max_wait": 0.05}`."""
+        return from_mapping(cls, data)
+
+
+@dataclass(frozen=True)
+class BulkheadSnapshot:
+    """in_flight: calls holding a slot; waiting: calls waiting for one; rejected: calls refused so far."""
+
+    name: str
+    in_flight: int
+    waiting: int
+    max_concurrent: int
+    rejected: int
+
+
+class Bulkhead:
+    """Slots for the calls to one target; usable from threads and from asyncio tasks at the same time."""
+
+    def __init__(self, name: str, policy: BulkheadPolicy | None = None) -> None:
+        self.name = name
+        self.policy = policy or BulkheadPolicy()
+        self._limit = self.policy.max_concurrent
+        self._in_flight = 0
+        self._waiting = 0
+        self._rejected = 0
+        self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
+        self._async_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free, without waiting."""
+        with self._lock:
+            if self._in_flight < self._limit:
+                self._in_flight += 1
+                return True
+            self._rejected += 1
+            return False
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a slot, waiting at most `timeout` seconds (blocks the thread: not for asyncio code)."""
+        with self._lock:
+            self._waiting += 1
+            try:
+                free = self._freed.wait_for(lambda: self._in_flight < self._limit, timeout)
+            finally:
+                self._waiting -= 1
+            if free:
+                self._in_flight += 1
+                return True
+            self._rejected += 1
+            return False
+
+    async def acquire_async(self, timeout: float) -> bool:
+        """Take a slot, waiting at most `timeout` seconds without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self._lock:
+                if self._in_flight < self._limit:
+                    self._in_flight += 1
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    self._rejected += 1
+                    return False
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._async_waiters.append(waiter)
+                self._waiting += 1
+            try:
+                await asyncio.wait((waiter,), timeout=remaining)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+                    if waiter in self._async_waiters:
+                        self._async_waiters.remove(waiter)
+
+    def release(self) -> None:
+        """Give a slot back (any thread) and wake one waiter."""
+        with self._lock:
+            self._in_flight -= 1
+            self._freed.notify()
+            while self._async_waiters:
+                waiter = self._async_waiters.popleft()
+                if not waiter.done():
+                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+                    break
+
+    def snapshot(self) -> BulkheadSnapshot:
+        with self._lock:
+            return BulkheadSnapshot(self.name, self._in_flight, self._waiting, self._limit, self._rejected)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class BulkheadRegistry:
+    """The bulkheads of a process (or of one client), one per target name, created on first use."""
+
+    def __init__(self, policy: BulkheadPolicy | None = None) -> None:
+        self.policy = policy or BulkheadPolicy()
+        self._bulkheads: dict[str, Bulkhead] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Bulkhead:
+        bulkhead = self._bulkheads.get(name)
+        if bulkhead is None:
+            with self._lock:
+                bulkhead = self._bulkheads.setdefault(name, Bulkhead(name, self.policy))
+        return bulkhead
+
+    def snapshot(self) -> dict[str, BulkheadSnapshot]:
+        with self._lock:
+            bulkheads = list(self._bulkheads.values())
+        return {b.name: b.snapshot() for b in bulkheads}
+
+
+class BulkheadConcern(ClientConcern):
+    """Client side: holds a slot of the target's bulkhead for the whole call, or refuses the call."""
+
+    def __init__(self, registry: BulkheadRegistry | None = None, instance: str | None = None) -> None:
+        self.registry = registry or BulkheadRegistry()
+        self._instance = instance
+        self._max_wait = self.registry.policy.max_wait
+        self.waits = self._max_wait > 0
+        self._bulkheads: dict[str, Bulkhead] = {}
+
+    def _bulkhead(self, call: OutgoingCall) -> Bulkhead:
+        bulkhead = self._bulkheads.get(call.service)
+        if bulkhead is None:
+            bulkhead = self._bulkheads[call.service] = self.registry.get(breaker_key(call.service, self._instance))
+        return bulkhead
+
+    def begin(self, call: OutgoingCall) -> Bulkhead:
+        bulkhead = self._bulkhead(call)
+        if bulkhead.try_acquire() if self._max_wait <= 0 else bulkhead.acquire(self._max_wait):
+            return bulkhead
+        raise self._refusal(bulkhead)
+
+    async def begin_async(self, call: OutgoingCall) -> Bulkhead:
+        bulkhead = self._bulkhead(call)
+        if await bulkhead.acquire_async(self._max_wait):
+            return bulkhead
+        raise self._refusal(bulkhead)
+
+    def finish(self, ticket: Bulkhead, code: grpc.StatusCode) -> None:
+        ticket.release()
+
+    @staticmethod
+    def _refusal(bulkhead: Bulkhead) -> Rejection:
+        return Rejection(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"bulkhead '{bulkhead.name}' is full: {bulkhead.policy.max_concurrent} calls in flight",
+            ((BULKHEAD_KEY, "full"),),
+        )
+
+
+def client_interceptor(registry: BulkheadRegistry | None = None, instance: str | None = None) -> ClientInterceptor:
+    """Bulkheads alone, for `grpc.intercept_channel(channel, client_interceptor(registry))`."""
+    return ClientInterceptor([BulkheadConcern(registry, instance)])
+
+
+def aio_client_interceptors(
+    registry: BulkheadRegistry | None = None, instance: str | None = None
+) -> list[grpc.aio.ClientInterceptor]:
+    """Bulkheads alone, for `grpc.aio.insecure_channel(target, interceptors=...)`."""
+    return aio_client_chain([BulkheadConcern(registry, instance)])

@@ -1,0 +1,268 @@
+"""Tracing with OpenTelemetry's own gRPC instrumentation, plus what it leaves out.
+
+Spans come from opentelemetry-instrumentation-grpc (client and server, sync and asyncio); W3C trace context
+travels in the request metadata, so a chain of calls A -> B -> C is one trace. This module adds:
+
+- the trace id in the response: servers put it in the trailing metadata (`x-trace-id`), also on errors, and
+  clients add it to failed calls that came back without one (server unreachable, call refused locally),
+  so whoever holds a failed call can find its trace (`trace_id_of(error)`);
+- `TraceContextFilter`, a logging filter that puts trace_id and span_id on every log record;
+- `setup_tracing(service_name)`: exporters from the standard OTEL_* variables (OTLP when
+  OTEL_EXPORTER_OTLP_ENDPOINT is set); with nothing configured, spans go to a JSON-lines file,
+  `$CONTROLPLANE_TRACE_DIR/<service>.jsonl` (default `.traces/<service>.jsonl`), one span per line.
+
+Only opentelemetry-api is imported up front; the SDK and the instrumentation load when first used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from controlplane.interceptors._base import (
+    AioServerInterceptor,
+    ClientConcern,
+    ClientInterceptor,
+    OutgoingCall,
+    ServerConcern,
+    ServerInterceptor,
+    aio_client_chain,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+__all__ = [
+    "TRACE_ID_KEY",
+    "TraceContextFilter",
+    "TraceIdConcern",
+    "TraceIdStamp",
+    "TracingSettings",
+    "aio_client_interceptors",
+    "aio_server_interceptors",
+    "client_interceptors",
+    "current_trace_id",
+    "server_interceptors",
+    "setup_tracing",
+    "trace_id_in",
+    "trace_id_of",
+]
+
+log = logging.getLogger(__name__)
+
+TRACE_ID_KEY = "x-trace-id"
+"""Response metadata key carrying the 32-hex-digit trace id of the call."""
+
+Exporter = Literal["otlp", "jsonl", "console", "none"]
+
+
+def current_trace_id() -> str | None:
+    """The trace id of the current span as 32 hex digits, or None outside a (recorded) trace."""
+    context = trace.get_current_span().get_span_context()
+    return format_trace_id(context.trace_id) if context.is_valid else None
+
+
+def trace_id_in(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    """The trace id in a metadata sequence, e.g. `trace_id_in(await aio_call.trailing_metadata())`."""
+    for key, value in metadata or ():
+        if key == TRACE_ID_KEY:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def trace_id_of(call_or_error: Any) -> str | None:
+    """The trace id a finished call or an RpcError carries (trailing, then initial metadata).
+
+    Works for sync calls and errors, and for `grpc.aio.AioRpcError`; for a successful grpc.aio call,
+    use `trace_id_in(await call.trailing_metadata())`.
+    """
+    for getter in ("trailing_metadata", "initial_metadata"):
+        read = getattr(call_or_error, getter, None)
+        if read is None:
+            continue
+        metadata = read()
+        if inspect.isawaitable(metadata):
+            if inspect.iscoroutine(metadata):
+                metadata.close()
+            raise TypeError("a grpc.aio call's metadata is awaitable: use trace_id_in(await call.trailing_metadata())")
+        found = trace_id_in(metadata)
+        if found:
+            return found
+    return None
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds `trace_id` and `span_id` (hex, or "-" outside a trace) to every record it sees.
+
+    Attach it to a handler so records of every logger get the fields:
+    `handler.addFilter(TraceContextFilter())`, then use `%(trace_id)s` in the format.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format_trace_id(context.trace_id)
+            record.span_id = format_span_id(context.span_id)
+        else:
+            record.trace_id = record.span_id = "-"
+        return True
+
+
+# --- trace id in responses ------------------------------------------------------------------------------
+
+
+class TraceIdConcern(ClientConcern):
+    """Client side: a failed call that carries no trace id gets the one of its client span."""
+
+    def begin(self, call: OutgoingCall) -> None:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            call.error_metadata.append((TRACE_ID_KEY, format_trace_id(context.trace_id)))
+
+
+class TraceIdStamp(ServerConcern):
+    """Server side: puts the trace id of the server span into the trailing metadata of every response."""
+
+    def enter(self, method: str, context: Any) -> str | None:
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
+        return trace_id
+
+    def exit(self, trace_id: str | None, context: Any) -> None:
+        if trace_id is None:
+            return
+        trailing = context.trailing_metadata() or ()
+        if trace_id_in(trailing) is None:  # the handler set trailing metadata of its own: add ours to it
+            context.set_trailing_metadata((*tuple(trailing), (TRACE_ID_KEY, trace_id)))
+
+
+# --- OpenTelemetry's interceptors (imported on first use) --------------------------------------------------
+
+
+def otel_client_interceptor(
+    tracer_provider: TracerProvider | None = None,
+) -> grpc.UnaryUnaryClientInterceptor:
+    """OpenTelemetry's client spans for a sync channel (global tracer provider unless one is given)."""
+    from controlplane.interceptors._otel_sync import OpenTelemetryClientInterceptor
+
+    return OpenTelemetryClientInterceptor(tracer_provider)
+
+
+def otel_aio_client_interceptors(
+    tracer_provider: TracerProvider | None = None,
+) -> list[grpc.aio.ClientInterceptor]:
+    """OpenTelemetry's client spans for a grpc.aio channel."""
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors as otel
+
+    return list(otel(tracer_provider=tracer_provider))
+
+
+def otel_server_interceptor(tracer_provider: TracerProvider | None = None) -> grpc.ServerInterceptor:
+    """OpenTelemetry's server spans for a sync server; the caller's W3C context becomes the parent."""
+    from opentelemetry.instrumentation.grpc import server_interceptor as otel
+
+    return otel(tracer_provider=tracer_provider)
+
+
+def otel_aio_server_interceptor(tracer_provider: TracerProvider | None = None) -> grpc.aio.ServerInterceptor:
+    """OpenTelemetry's server spans for a grpc.aio server."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor as otel
+
+    return otel(tracer_provider=tracer_provider)
+
+
+def client_interceptors(tracer_provider: TracerProvider | None = None) -> list[Any]:
+    """Tracing alone for a sync channel: `grpc.intercept_channel(channel, *client_interceptors())`."""
+    return [otel_client_interceptor(tracer_provider), ClientInterceptor([TraceIdConcern()])]
+
+
+def aio_client_interceptors(
+    tracer_provider: TracerProvider | None = None,
+) -> list[grpc.aio.ClientInterceptor]:
+    """Tracing alone for a grpc.aio channel: `grpc.aio.insecure_channel(t, interceptors=...)`."""
+    return [*otel_aio_client_interceptors(tracer_provider), *aio_client_chain([TraceIdConcern()])]
+
+
+def server_interceptors(tracer_provider: TracerProvider | None = None) -> list[grpc.ServerInterceptor]:
+    """Tracing alone for a sync server: `grpc.server(pool, interceptors=server_interceptors())`."""
+    return [otel_server_interceptor(tracer_provider), ServerInterceptor([TraceIdStamp()])]
+
+
+def aio_server_interceptors(
+    tracer_provider: TracerProvider | None = None,
+) -> list[grpc.aio.ServerInterceptor]:
+    """Tracing alone for a grpc.aio server: `grpc.aio.server(interceptors=aio_server_interceptors())`."""
+    return [otel_aio_server_interceptor(tracer_provider), AioServerInterceptor([TraceIdStamp()])]
+
+
+# --- setup -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where spans go, read once from the environment by `from_env()`.
+
+    exporter: "otlp" (OTLP/gRPC; endpoint, headers and TLS from the OTEL_EXPORTER_OTLP_* variables),
+        "jsonl" (a local file), "console" (stdout) or "none".
+    trace_dir: directory of the JSON-lines files, one `<service>.jsonl` per service.
+    """
+
+    exporter: Exporter = "jsonl"
+    trace_dir: str = ".traces"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TracingSettings:
+        """OTEL_TRACES_EXPORTER if set; else "otlp" when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; else
+        "jsonl" into CONTROLPLANE_TRACE_DIR (default ".traces")."""
+        env = os.environ if environ is None else environ
+        choice = env.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
+        if not choice:
+            otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            choice = "otlp" if otlp else "jsonl"
+        if choice not in ("otlp", "jsonl", "console", "none"):
+            raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported; use otlp, jsonl, console or none")
+        return cls(exporter=choice, trace_dir=env.get("CONTROLPLANE_TRACE_DIR") or ".traces")  # type: ignore[arg-type]
+
+    def trace_file(self, service_name: str) -> Path:
+        """The JSON-lines file of `service_name`."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service_name) or "service"
+        return Path(self.trace_dir) / f"{safe}.jsonl"
+
+
+def setup_tracing(
+    service_name: str,
+    *,
+    trace_file: str | os.PathLike[str] | None = None,
+    settings: TracingSettings | None = None,
+    set_global: bool = True,
+) -> TracerProvider:
+    """Create the tracer provider of this process and, by default, make it the global one.
+
+    service_name: the `service.name` of every span. trace_file: the JSON-lines file when exporting to a
+    file (default: `settings.trace_file(service_name)`). settings: default `TracingSettings.from_env()`.
+    Spans are exported in batches; the provider flushes them at exit (or call `provider.force_flush()`).
+    """
+    from controlplane.interceptors._export import build_provider
+
+    settings = settings or TracingSettings.from_env()
+    path = Path(trace_file) if trace_file is not None else settings.trace_file(service_name)
+    provider = build_provider(service_name, settings.exporter, path)
+    if set_global:
+        trace.set_tracer_provider(provider)
+    log.info(
+        "tracing %s: exporter %s%s",
+        service_name,
+        settings.exporter,
+        f" -> {path}" if settings.exporter == "jsonl" else "",
+    )
+    return provider

@@ -1,0 +1,221 @@
+"""The breaker's state machine and windows, driven by a fake clock: no network, no sleeping."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from controlplane.interceptors import BreakerOpen, BreakerPolicy, BreakerRegistry, CircuitBreaker, State
+
+from .servers import FakeClock
+
+POLICY = BreakerPolicy(
+    failure_rate_threshold=0.5, minimum_calls=4, window_size=10, wait_in_open=30.0, half_open_calls=2
+)
+
+
+def run(breaker: CircuitBreaker, outcomes: str, clock: FakeClock | None = None, duration: float = 0.0) -> None:
+    """Record calls: 'f' failed, 'o' ok; each takes `duration` seconds on `clock`."""
+    for outcome in outcomes:
+        permit = breaker.acquire()
+        if clock is not None:
+            clock.advance(duration)
+        breaker.record(permit, failed=outcome == "f")
+
+
+def opened(clock: FakeClock, policy: BreakerPolicy = POLICY) -> CircuitBreaker:
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "ffff")
+    assert breaker.state is State.OPEN
+    return breaker
+
+
+def test_breaker_stays_closed_before_minimum_calls_even_if_all_failed(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", POLICY, clock)
+    run(breaker, "fff")
+    assert breaker.state is State.CLOSED
+
+
+def test_breaker_opens_when_failure_rate_reaches_threshold(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", POLICY, clock)
+    run(breaker, "oof")
+    assert breaker.state is State.CLOSED
+    run(breaker, "f")  # 2 of 4 failed: 50% >= 50%
+    assert breaker.state is State.OPEN
+
+
+def test_breaker_stays_closed_below_failure_rate(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", POLICY, clock)
+    run(breaker, "ooofooof")
+    assert breaker.state is State.CLOSED
+
+
+def test_count_window_forgets_calls_older_than_its_size(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", BreakerPolicy(minimum_calls=4, window_size=4, failure_rate_threshold=0.75), clock)
+    run(breaker, "ffoo")  # 50%
+    run(breaker, "oo")  # the two failures slid out
+    assert breaker.snapshot().failures == 0
+    run(breaker, "fff")
+    assert breaker.state is State.OPEN
+
+
+def test_time_window_forgets_calls_older_than_its_seconds(clock: FakeClock) -> None:
+    policy = BreakerPolicy(window="time", window_size=10, minimum_calls=4, failure_rate_threshold=0.5)
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "fff")
+    clock.advance(11)  # the three failures fall out of the 10-second window
+    run(breaker, "ooof")
+    assert breaker.snapshot().calls == 4
+    assert breaker.state is State.CLOSED
+    clock.advance(3)
+    run(breaker, "ff")  # 3 of 6 within the last 10 s
+    assert breaker.state is State.OPEN
+
+
+def test_slow_calls_open_the_breaker_even_when_they_succeed(clock: FakeClock) -> None:
+    policy = BreakerPolicy(slow_call_duration=2.0, slow_call_rate_threshold=0.5, minimum_calls=4)
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "oo", clock, duration=0.1)
+    run(breaker, "o", clock, duration=2.5)
+    assert breaker.state is State.CLOSED
+    run(breaker, "o", clock, duration=3.0)
+    assert breaker.state is State.OPEN
+    assert breaker.snapshot().state is State.OPEN
+
+
+def test_open_breaker_refuses_and_says_when_it_will_try_again(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    clock.advance(10)
+    with pytest.raises(BreakerOpen) as refused:
+        breaker.acquire()
+    assert refused.value.state is State.OPEN
+    assert refused.value.retry_in == pytest.approx(20.0)
+    assert breaker.snapshot().rejected == 1
+
+
+def test_open_breaker_turns_half_open_after_its_wait(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    clock.advance(29.9)
+    assert breaker.state is State.OPEN
+    clock.advance(0.1)
+    assert breaker.state is State.HALF_OPEN
+
+
+def test_half_open_breaker_lets_only_its_trial_calls_through(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    clock.advance(30)
+    breaker.acquire()
+    breaker.acquire()
+    with pytest.raises(BreakerOpen) as refused:
+        breaker.acquire()
+    assert refused.value.state is State.HALF_OPEN
+    assert refused.value.retry_in is None
+
+
+def test_half_open_breaker_closes_when_trial_calls_succeed(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    clock.advance(30)
+    run(breaker, "o")
+    assert breaker.state is State.HALF_OPEN  # one trial of two is not a verdict
+    run(breaker, "o")
+    assert breaker.state is State.CLOSED
+    assert breaker.snapshot().calls == 0  # a fresh window
+
+
+def test_half_open_breaker_reopens_when_trial_calls_fail(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    clock.advance(30)
+    run(breaker, "of")  # 1 of 2 failed: 50% >= 50%
+    assert breaker.state is State.OPEN
+    assert breaker.snapshot().retry_in == pytest.approx(30.0)
+
+
+def test_cancelled_trial_call_gives_its_slot_back(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    clock.advance(30)
+    first = breaker.acquire()
+    breaker.acquire()
+    breaker.release(first)
+    breaker.acquire()  # the released slot is free again
+
+
+def test_outcomes_of_calls_started_before_a_state_change_are_ignored(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", POLICY, clock)
+    late = breaker.acquire()
+    run(breaker, "ffff")
+    clock.advance(30)
+    assert breaker.state is State.HALF_OPEN
+    breaker.record(late, failed=True)  # started while CLOSED: no verdict on the trial
+    assert breaker.state is State.HALF_OPEN
+    assert breaker.snapshot().calls == 0
+
+
+def test_listeners_hear_every_state_change_in_order(clock: FakeClock) -> None:
+    changes = []
+    breaker = CircuitBreaker("svc", POLICY, clock, listeners=[changes.append])
+    run(breaker, "ffff")
+    clock.advance(30)
+    run(breaker, "oo")
+    assert [(c.old, c.new) for c in changes] == [
+        (State.CLOSED, State.OPEN),
+        (State.OPEN, State.HALF_OPEN),
+        (State.HALF_OPEN, State.CLOSED),
+    ]
+    assert changes[0].at == 1000.0 and changes[1].at == 1030.0
+    assert {c.breaker for c in changes} == {"svc"}
+
+
+def test_failing_listener_does_not_break_the_breaker(clock: FakeClock) -> None:
+    def broken(change: object) -> None:
+        raise RuntimeError("listener bug")
+
+    breaker = CircuitBreaker("svc", POLICY, clock, listeners=[broken])
+    run(breaker, "ffff")
+    assert breaker.state is State.OPEN
+
+
+def test_snapshot_reports_window_counts_rates_and_rejections(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", BreakerPolicy(minimum_calls=10, slow_call_duration=1.0), clock)
+    run(breaker, "ofo", clock, duration=0.5)
+    run(breaker, "o", clock, duration=1.5)
+    snap = breaker.snapshot()
+    assert (snap.state, snap.calls, snap.failures, snap.slow_calls) == (State.CLOSED, 4, 1, 1)
+    assert snap.failure_rate == 0.25 and snap.slow_call_rate == 0.25
+    assert snap.rejected == 0 and snap.retry_in is None
+
+
+def test_registry_keeps_one_breaker_per_target_and_snapshots_all(clock: FakeClock) -> None:
+    registry = BreakerRegistry(POLICY, clock=clock)
+    assert registry.get("a") is registry.get("a")
+    run(registry.get("a"), "ffff")
+    run(registry.get("b"), "oooo")
+    snapshot = registry.snapshot()
+    assert snapshot["a"].state is State.OPEN and snapshot["b"].state is State.CLOSED
+
+
+def test_registry_listener_hears_breakers_created_before_and_after(clock: FakeClock) -> None:
+    registry = BreakerRegistry(POLICY, clock=clock)
+    early = registry.get("early")
+    heard = []
+    registry.add_listener(lambda change: heard.append(change.breaker))
+    run(early, "ffff")
+    run(registry.get("late"), "ffff")
+    assert heard == ["early", "late"]
+
+
+def test_breaker_counts_stay_exact_under_many_threads(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", BreakerPolicy(window_size=10_000, minimum_calls=10_000), clock)
+    start = threading.Barrier(8)
+
+    def hammer() -> None:
+        start.wait()
+        run(breaker, "of" * 500)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    snap = breaker.snapshot()
+    assert (snap.calls, snap.failures) == (8000, 4000)

@@ -67,7 +67,12 @@ def _spawn(name: str, args: list[str], env: dict[str, str] | None = None) -> int
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={
+            "CONTROLPLANE_TRACE_DIR": str(RUN / "traces"),
+            "DEMO_DATA_DIR": str(RUN / "data"),
+            **os.environ,
+            **(env or {}),
+        },
         start_new_session=True,
     )
     log.close()

@@ -18,6 +18,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controlplane.discovery import DiscoveryChannel
+from controlplane.interceptors import (
+    ClientPolicy,
+    TraceContextFilter,
+    channel_options,
+    client_interceptors,
+    server_interceptors,
+    setup_tracing,
+)
 from controlplane.registry.client import SelfRegistration
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,20 @@ class Runtime:
     service: str
     control_plane: str
     closers: list[Callable[[], None]] = field(default_factory=list)
+    client_policy: ClientPolicy = field(default_factory=ClientPolicy)
+
+    def channel_to(self, service: str) -> grpc.Channel:
+        """A channel to every passing instance of `service`, through the client interceptor stack
+        (tracing, deadline budgets, circuit breaking), closed with the process."""
+        discovered = DiscoveryChannel(service, self.control_plane, options=channel_options(self.client_policy))
+        self.closers.append(discovered.close)
+        return grpc.intercept_channel(discovered, *client_interceptors(self.client_policy))
+
+    def control_plane_channel(self) -> grpc.Channel:
+        """A channel to the control plane through the client interceptor stack."""
+        channel = grpc.insecure_channel(self.control_plane)
+        self.closers.append(channel.close)
+        return grpc.intercept_channel(channel, *client_interceptors(self.client_policy))
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -62,9 +85,13 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name}: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name} trace=%(trace_id)s: %(message)s"
+    )
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    setup_tracing(spec.name)
+    logging.getLogger().handlers[0].addFilter(TraceContextFilter())
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=server_interceptors())
     runtime = Runtime(service=spec.name, control_plane=args.control_plane)
     spec.add_to_server(server, runtime)
     health_servicer = health.HealthServicer()

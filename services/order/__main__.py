@@ -16,10 +16,12 @@ SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("order", SCHEMA)
-    check_user, users_channel = UserCheck.discovered(runtime.control_plane)
-    control_plane = grpc.insecure_channel(runtime.control_plane)
-    runtime.closers += [db.close, users_channel.close, control_plane.close]
-    servicer = OrderServicer(OrderStore(db), check_user=check_user, start_saga=SagaStarter(control_plane))
+    runtime.closers.append(db.close)
+    servicer = OrderServicer(
+        OrderStore(db),
+        check_user=UserCheck(runtime.channel_to("user")),
+        start_saga=SagaStarter(runtime.control_plane_channel()),
+    )
     order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
 
 

@@ -8,7 +8,6 @@ import sqlite3
 import grpc
 from google.protobuf import struct_pb2
 
-from controlplane.discovery import DiscoveryChannel
 from controlplane.errors import DomainError, PreconditionError
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
 from demo.user.v1 import user_pb2, user_pb2_grpc
@@ -25,11 +24,6 @@ class UserCheck:
 
     def __init__(self, channel: grpc.Channel) -> None:
         self._users = user_pb2_grpc.UserServiceStub(channel)
-
-    @classmethod
-    def discovered(cls, control_plane: str) -> tuple[UserCheck, DiscoveryChannel]:
-        channel = DiscoveryChannel("user", control_plane)
-        return cls(channel), channel
 
     def __call__(self, user_id: str) -> None:
         try:

@@ -1,0 +1,21 @@
+"""The README's interceptor example runs as a standalone script."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def test_readme_interceptor_example_runs_as_a_standalone_script(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use the interceptors in your own gRPC app", 1)[1]
+    script = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "example.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^SERVING trace id: [0-9a-f]{32}$", done.stdout, re.M), done.stdout
+    assert (tmp_path / ".traces" / "example.jsonl").stat().st_size > 0

@@ -1,0 +1,90 @@
+"""`controlplane` command line.
+
+controlplane serve                  run the control plane
+controlplane status                 registered services and instances, with health
+controlplane trace TRACE_ID         the span tree of one request, from the local span files
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from controlplane.cli import traces
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "serve":  # serve owns its flags (see `controlplane serve --help`)
+        from controlplane.cli.serve import serve
+        from controlplane.settings import ServerSettings
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return asyncio.run(serve(ServerSettings.from_args(argv[1:])))
+    parser = argparse.ArgumentParser(
+        prog="controlplane", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--control-plane",
+        default=os.environ.get("CONTROLPLANE_ADDR", "127.0.0.1:50051"),
+        help="control plane address [env CONTROLPLANE_ADDR, default %(default)s]",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the control plane (serve --help for its flags)")
+    commands.add_parser("status", help="registered services and instances, with health")
+    trace = commands.add_parser("trace", help="the span tree of one request, from the local span files")
+    trace.add_argument("trace_id")
+    trace.add_argument(
+        "--dir",
+        default=os.environ.get("CONTROLPLANE_TRACE_DIR", ".traces"),
+        help="folder of the span files [env CONTROLPLANE_TRACE_DIR, default %(default)s]",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "trace":
+            return show_trace(args.trace_id, Path(args.dir))
+        if args.command == "status":
+            return status(args.control_plane)
+    except grpc.RpcError as exc:
+        print(f"controlplane: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def show_trace(trace_id: str, folder: Path) -> int:
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        print(
+            f"no span files in {folder}/. Spans are written there when no OTLP collector is configured; with\n"
+            "OTEL_EXPORTER_OTLP_ENDPOINT set, look the trace up in your collector's UI instead.",
+            file=sys.stderr,
+        )
+        return 1
+    spans = traces.read_spans(files, trace_id)
+    print(traces.render(trace_id, spans))
+    return 0 if spans else 1
+
+
+def status(control_plane: str) -> int:
+    from controlplane.v1 import registry_pb2, registry_pb2_grpc
+
+    with grpc.insecure_channel(control_plane) as channel:
+        registry = registry_pb2_grpc.RegistryServiceStub(channel)
+        reply = registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)
+        print(f"control plane {control_plane}: {len(reply.services)} services" + (" (stale)" if reply.stale else ""))
+        for svc in reply.services:
+            print(f"  {svc.name:<14} {svc.passing_count}/{svc.instance_count} passing")
+            watch = registry.Watch(registry_pb2.WatchRequest(service=svc.name, include_unhealthy=True), timeout=5)
+            snapshot = next(iter(watch))
+            watch.cancel()
+            for inst in snapshot.instances:
+                health = registry_pb2.HealthStatus.Name(inst.health).removeprefix("HEALTH_STATUS_").lower()
+                print(f"    {inst.instance_id:<32} {inst.address}:{inst.port:<6} {inst.version:<8} {health}")
+    return 0

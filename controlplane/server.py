@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controlplane.config.servicer import ConfigServicer
 from controlplane.consul.client import connect, consul_call
 from controlplane.errors import ConsulUnavailable
 from controlplane.registry.cache import InstanceCache
@@ -45,6 +46,7 @@ class ControlPlane:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _closers: list[object] = field(default_factory=list)
     _cache: InstanceCache | None = None
+    _config: ConfigServicer | None = None
 
     async def start(self) -> ControlPlane:
         s = self.settings
@@ -56,8 +58,10 @@ class ControlPlane:
 
         server = grpc.aio.server()
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
-        # ConfigService and SagaService are described by reflection but answer UNIMPLEMENTED
-        # until their servicers land.
+        self._config = ConfigServicer.create(
+            client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff
+        )
+        self._config.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -66,6 +70,7 @@ class ControlPlane:
         self.port = server.add_insecure_port(s.listen)
         if not self.port:
             raise OSError(f"cannot listen on {s.listen}")
+        # SagaService is described by reflection but answers UNIMPLEMENTED until its servicer lands.
         await self._set_serving(await _consul_reachable(client))
         await server.start()
         self._server = server
@@ -103,6 +108,8 @@ class ControlPlane:
         stopping = asyncio.ensure_future(self._server.stop(grace)) if self._server else None
         if self._cache is not None:
             await self._cache.stop()
+        if self._config is not None:
+            await self._config.stop()
         if stopping is not None:
             await stopping
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+from controlplane.config.settings import ConfigSettings
 from controlplane.registry.cache import CacheSettings
 from controlplane.watch import Backoff
 
@@ -25,6 +26,7 @@ class ServerSettings:
     # Time in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 10.0
     cache: CacheSettings = field(default_factory=CacheSettings)
+    config: ConfigSettings = field(default_factory=ConfigSettings)
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> ServerSettings:

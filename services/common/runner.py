@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controlplane.config.client import ConfigClient
 from controlplane.discovery import DiscoveryChannel
 from controlplane.interceptors import (
     ClientPolicy,
@@ -28,6 +29,7 @@ from controlplane.interceptors import (
     setup_tracing,
 )
 from controlplane.registry.client import SelfRegistration
+from services.common.faults import FaultInjector, Faults
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,24 @@ class Runtime:
 
     service: str
     control_plane: str
+    environment: str = "dev"
     closers: list[Callable[[], None]] = field(default_factory=list)
     client_policy: ClientPolicy = field(default_factory=ClientPolicy)
+    _config: ConfigClient | None = None
+
+    @property
+    def config(self) -> ConfigClient:
+        """This service's live settings from the ConfigService (service name, environment)."""
+        if self._config is None:
+            self._config = ConfigClient(self.service, self.environment, self.control_plane).start(timeout=0)
+            self.closers.append(self._config.stop)
+        return self._config
+
+    def fault_injector(self) -> FaultInjector:
+        """Faults that follow this service's config (`faults.failure_rate`, `faults.latency_ms`) live."""
+        injector = FaultInjector(Faults.from_config(self.config.config))
+        self.config.on_change(lambda snapshot: injector.update(Faults.from_config(snapshot.content)))
+        return injector
 
     def channel_to(self, service: str) -> grpc.Channel:
         """A channel to every passing instance of `service`, through the client interceptor stack
@@ -83,6 +101,11 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         default=env.get("CONTROLPLANE_ADDR", "127.0.0.1:50051"),
         help="control plane address [env CONTROLPLANE_ADDR]",
     )
+    parser.add_argument(
+        "--environment",
+        default=env.get("DEMO_ENVIRONMENT", "dev"),
+        help="config environment to follow [env DEMO_ENVIRONMENT, default %(default)s]",
+    )
     parser.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -92,7 +115,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     setup_tracing(spec.name)
     logging.getLogger().handlers[0].addFilter(TraceContextFilter())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=server_interceptors())
-    runtime = Runtime(service=spec.name, control_plane=args.control_plane)
+    runtime = Runtime(service=spec.name, control_plane=args.control_plane, environment=args.environment)
     spec.add_to_server(server, runtime)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

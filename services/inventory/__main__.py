@@ -16,7 +16,9 @@ SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].ful
 def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("inventory", SCHEMA)
     runtime.closers.append(db.close)
-    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryServicer(InventoryStore(db)), server)
+    inventory_pb2_grpc.add_InventoryServiceServicer_to_server(
+        InventoryServicer(InventoryStore(db), runtime.fault_injector()), server
+    )
 
 
 SPEC = ServiceSpec(name="inventory", grpc_services=[SERVICE_NAME], add_to_server=add_to_server, default_port=50064)

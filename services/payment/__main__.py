@@ -16,7 +16,9 @@ SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_na
 def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("payment", SCHEMA)
     runtime.closers.append(db.close)
-    payment_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(PaymentStore(db)), server)
+    payment_pb2_grpc.add_PaymentServiceServicer_to_server(
+        PaymentServicer(PaymentStore(db), runtime.fault_injector()), server
+    )
 
 
 SPEC = ServiceSpec(name="payment", grpc_services=[SERVICE_NAME], add_to_server=add_to_server, default_port=50063)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from controlplane.cli import traces
+from controlplane.cli import config_cmd, saga_cmd, traces
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +45,37 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CONTROLPLANE_TRACE_DIR", ".traces"),
         help="folder of the span files [env CONTROLPLANE_TRACE_DIR, default %(default)s]",
     )
+    config = commands.add_parser("config", help="read or change a service's config").add_subparsers(
+        dest="action", required=True
+    )
+    for action in ("get", "set"):
+        sub = config.add_parser(action)
+        sub.add_argument("service")
+        sub.add_argument("--env", default="", help="environment (default: the default layer)")
+        if action == "set":
+            sub.add_argument("edits", nargs="+", metavar="KEY=VALUE")
+            sub.add_argument("--message", default="")
+    saga = commands.add_parser("saga", help="where sagas stand").add_subparsers(dest="action", required=True)
+    saga_list = saga.add_parser("list")
+    saga_list.add_argument("--status", default="", help="running, compensating, completed, compensated, ...")
+    saga_list.add_argument("--definition", default="")
+    saga_list.add_argument("--limit", type=int, default=50)
+    saga.add_parser("show").add_argument("saga_id")
     args = parser.parse_args(argv)
     try:
         if args.command == "trace":
             return show_trace(args.trace_id, Path(args.dir))
         if args.command == "status":
             return status(args.control_plane)
+        with grpc.insecure_channel(args.control_plane) as channel:
+            if args.command == "config" and args.action == "get":
+                return config_cmd.get(channel, args.service, args.env)
+            if args.command == "config":
+                return config_cmd.set_(channel, args.service, args.env, args.edits, args.message)
+            if args.command == "saga" and args.action == "list":
+                return saga_cmd.list_(channel, args.status, args.definition, args.limit)
+            if args.command == "saga":
+                return saga_cmd.show(channel, args.saga_id)
     except grpc.RpcError as exc:
         print(f"controlplane: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

@@ -1,0 +1,87 @@
+"""`controlplane config get|set`: read a merged document, change one layer with key=value edits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from controlplane.v1 import config_pb2, config_pb2_grpc
+
+CAS_ATTEMPTS = 5
+
+
+def parse_edit(edit: str) -> tuple[list[str], Any]:
+    """'a.b=1' -> (['a', 'b'], 1). Values are JSON when they parse as JSON, else strings."""
+    key, sep, raw = edit.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {edit!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_edits(document: dict[str, Any], edits: Sequence[str]) -> dict[str, Any]:
+    for edit in edits:
+        path, value = parse_edit(edit)
+        node = document
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+    return document
+
+
+def get(channel: grpc.Channel, service: str, environment: str) -> int:
+    stub = config_pb2_grpc.ConfigServiceStub(channel)
+    reply = stub.GetConfig(config_pb2.GetConfigRequest(service=service, environment=environment), timeout=10)
+    doc = reply.document
+    print(f"# {service} ({environment or 'default'}), version {doc.version}, by {doc.author or '-'}")
+    print(json.dumps(json_format.MessageToDict(doc.content), indent=2, sort_keys=True))
+    return 0
+
+
+def set_(channel: grpc.Channel, service: str, environment: str, edits: Sequence[str], message: str) -> int:
+    """Apply the edits to the layer, compare-and-set on its version; re-read and retry on a lost race."""
+    stub = config_pb2_grpc.ConfigServiceStub(channel)
+    for attempt in range(CAS_ATTEMPTS):
+        version, layer = _layer(stub, service, environment)
+        request = config_pb2.SetConfigRequest(
+            service=service,
+            environment=environment,
+            expected_version=version,
+            author="controlplane-cli",
+            message=message or "set " + ", ".join(edits),
+        )
+        request.content.update(apply_edits(layer, edits))
+        try:
+            written = stub.SetConfig(request, timeout=10).document
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.ABORTED and attempt + 1 < CAS_ATTEMPTS:
+                continue
+            raise
+        print(f"{service} ({environment or 'default'}) is now version {written.version}")
+        return 0
+    return 1
+
+
+def _layer(stub: config_pb2_grpc.ConfigServiceStub, service: str, environment: str) -> tuple[int, dict[str, Any]]:
+    """The layer's current version (0: none yet) and its own content."""
+    try:
+        merged = stub.GetConfig(config_pb2.GetConfigRequest(service=service, environment=environment), timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return 0, {}
+        raise
+    version = merged.layer_versions.get(environment, 0)
+    if not version:
+        return 0, {}
+    written = stub.GetVersion(config_pb2.GetVersionRequest(service=service, version=version), timeout=10)
+    return version, json_format.MessageToDict(written.document.content)

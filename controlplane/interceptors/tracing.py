@@ -167,18 +167,27 @@ def otel_aio_client_interceptors(
     return list(otel(tracer_provider=tracer_provider))
 
 
+def _not_health_checks() -> Any:
+    # Health probes (Consul checks every instance every second) would bury real traffic in the span files.
+    from opentelemetry.instrumentation.grpc import filters
+
+    return filters.negate(filters.health_check())
+
+
 def otel_server_interceptor(tracer_provider: TracerProvider | None = None) -> grpc.ServerInterceptor:
-    """OpenTelemetry's server spans for a sync server; the caller's W3C context becomes the parent."""
+    """OpenTelemetry's server spans for a sync server; the caller's W3C context becomes the parent.
+
+    grpc.health.v1 calls are not traced."""
     from opentelemetry.instrumentation.grpc import server_interceptor as otel
 
-    return otel(tracer_provider=tracer_provider)
+    return otel(tracer_provider=tracer_provider, filter_=_not_health_checks())
 
 
 def otel_aio_server_interceptor(tracer_provider: TracerProvider | None = None) -> grpc.aio.ServerInterceptor:
-    """OpenTelemetry's server spans for a grpc.aio server."""
+    """OpenTelemetry's server spans for a grpc.aio server (grpc.health.v1 calls are not traced)."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor as otel
 
-    return otel(tracer_provider=tracer_provider)
+    return otel(tracer_provider=tracer_provider, filter_=_not_health_checks())
 
 
 def client_interceptors(tracer_provider: TracerProvider | None = None) -> list[Any]:

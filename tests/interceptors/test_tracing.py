@@ -327,3 +327,24 @@ def test_spans_go_to_the_otlp_endpoint_from_the_environment(
     finally:
         provider.shutdown()
     assert received == ["sent over otlp"]
+
+
+def test_health_checks_are_not_traced_on_the_server(spans: Spans) -> None:
+    from concurrent import futures
+
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    provider, exporter = spans
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2), interceptors=server_interceptors(tracer_provider=provider)
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        provider.force_flush()
+        assert [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER] == []
+    finally:
+        server.stop(None)

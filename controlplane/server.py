@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import grpc
@@ -13,13 +14,14 @@ from grpc_reflection.v1alpha import reflection
 from controlplane.config.servicer import ConfigServicer
 from controlplane.consul.client import connect, consul_call
 from controlplane.errors import ConsulUnavailable
+from controlplane.interceptors import aio_server_interceptors
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.servicer import RegistryServicer
 from controlplane.registry.store import RegistryStore
+from controlplane.saga.service import SagaService
 from controlplane.settings import ServerSettings
 from controlplane.v1 import (
     config_pb2,
-    config_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     saga_pb2,
@@ -46,6 +48,7 @@ class ControlPlane:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _closers: list[object] = field(default_factory=list)
     _cache: InstanceCache | None = None
+    _saga: SagaService | None = None
     _config: ConfigServicer | None = None
 
     async def start(self) -> ControlPlane:
@@ -56,7 +59,8 @@ class ControlPlane:
         store = RegistryStore(client, blocking)
         self._cache = InstanceCache(store, s.cache)
 
-        server = grpc.aio.server()
+        # Server spans continue callers' traces; the saga's calls to participants continue the saga's.
+        server = grpc.aio.server(interceptors=aio_server_interceptors())
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
         self._config = ConfigServicer.create(
             client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff
@@ -70,7 +74,11 @@ class ControlPlane:
         self.port = server.add_insecure_port(s.listen)
         if not self.port:
             raise OSError(f"cannot listen on {s.listen}")
-        # SagaService is described by reflection but answers UNIMPLEMENTED until its servicer lands.
+        self._saga = await SagaService.start(
+            s.saga, consul_addr=s.consul_addr, consul_timeout=s.consul_timeout, cache=self._cache,
+            replica_id=s.saga.replica_id or f"{socket.gethostname()}:{self.port}",
+        )
+        saga_pb2_grpc.add_SagaServiceServicer_to_server(self._saga.servicer, server)
         await self._set_serving(await _consul_reachable(client))
         await server.start()
         self._server = server
@@ -113,6 +121,8 @@ class ControlPlane:
         if stopping is not None:
             await stopping
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._saga is not None:
+            await self._saga.stop()
         for closer in self._closers:
             await closer.close()  # type: ignore[attr-defined]
 

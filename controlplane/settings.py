@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from controlplane.config.settings import ConfigSettings
 from controlplane.registry.cache import CacheSettings
+from controlplane.saga.settings import SagaSettings
 from controlplane.watch import Backoff
 
 
@@ -27,6 +28,7 @@ class ServerSettings:
     shutdown_grace: float = 10.0
     cache: CacheSettings = field(default_factory=CacheSettings)
     config: ConfigSettings = field(default_factory=ConfigSettings)
+    saga: SagaSettings = field(default_factory=SagaSettings)
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None, env: dict[str, str] | None = None) -> ServerSettings:
@@ -54,6 +56,7 @@ class ServerSettings:
         parser.add_argument("--shutdown-grace", type=float,
                             default=float(env.get("CONTROLPLANE_SHUTDOWN_GRACE", defaults.shutdown_grace)),
                             help="seconds in-flight calls get after SIGTERM [env CONTROLPLANE_SHUTDOWN_GRACE]")
+        SagaSettings.add_arguments(parser, env)
         args = parser.parse_args(argv)
         return cls(
             listen=args.listen,
@@ -65,6 +68,7 @@ class ServerSettings:
                 blocking_wait=args.blocking_wait,
                 backoff=Backoff(initial=min(0.1, args.retry_max), maximum=args.retry_max),
             ),
+            saga=SagaSettings.from_namespace(args),
         )
 
 

@@ -1,0 +1,347 @@
+"""Saga throughput and latency, next to Consul's raw KV write rate on the same machine.
+
+Standalone: starts its own Consul agent (persistent, like production), a control plane, and a process
+hosting three participants (inventory Reserve, payment Charge, order ConfirmOrder, each deduplicating
+on the idempotency key), then offers 3-step sagas at fixed rates and prints a table.
+
+    .venv/bin/python bench/saga_bench.py [--rates 100,150,200] [--seconds 12]
+
+Load is open loop (sagas arrive at the offered rate whether or not earlier ones finished), so latency
+includes queueing. Saga latency is what Consul recorded, from the saga_started transition to
+saga_completed, read back through ListSagas; every tenth saga is also timed by the client, from
+sending StartSaga until WatchSaga reports it completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import grpc.aio
+from google.protobuf import json_format
+
+from controlplane.consul.client import connect
+from controlplane.consul.local_agent import LocalConsul, free_port
+from controlplane.v1 import saga_pb2, saga_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SERVICES = {"inventory": "bench-inventory", "payment": "bench-payment", "order": "bench-order"}
+
+
+# -- participants (run in their own process) ------------------------------------------------------
+
+def run_participants(control_plane: str) -> None:
+    """Serve the three participants until SIGTERM."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from controlplane.registry.client import SelfRegistration
+    from controlplane.saga.idempotency import MemoryIdempotencyStore, idempotent
+    from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+    from demo.order.v1 import order_pb2, order_pb2_grpc
+    from demo.payment.v1 import payment_pb2, payment_pb2_grpc
+
+    stores = {kind: MemoryIdempotencyStore() for kind in SERVICES}
+
+    class Inventory(inventory_pb2_grpc.InventoryServiceServicer):
+        @idempotent(stores["inventory"])
+        def Reserve(self, request, context):  # type: ignore[no-untyped-def]
+            return inventory_pb2.ReserveResponse(reservation=inventory_pb2.Reservation(
+                reservation_id=uuid.uuid4().hex[:12], order_id=request.order_id, items=request.items))
+
+        @idempotent(stores["inventory"])
+        def Release(self, request, context):  # type: ignore[no-untyped-def]
+            return inventory_pb2.ReleaseResponse()
+
+    class Payment(payment_pb2_grpc.PaymentServiceServicer):
+        @idempotent(stores["payment"])
+        def Charge(self, request, context):  # type: ignore[no-untyped-def]
+            return payment_pb2.ChargeResponse(payment=payment_pb2.Payment(
+                payment_id=uuid.uuid4().hex[:12], order_id=request.order_id, amount_cents=request.amount_cents))
+
+        @idempotent(stores["payment"])
+        def Refund(self, request, context):  # type: ignore[no-untyped-def]
+            return payment_pb2.RefundResponse()
+
+    class Orders(order_pb2_grpc.OrderServiceServicer):
+        @idempotent(stores["order"])
+        def ConfirmOrder(self, request, context):  # type: ignore[no-untyped-def]
+            return order_pb2.ConfirmOrderResponse(order=order_pb2.Order(order_id=request.order_id))
+
+        @idempotent(stores["order"])
+        def CancelOrder(self, request, context):  # type: ignore[no-untyped-def]
+            return order_pb2.CancelOrderResponse()
+
+    adders = {
+        "inventory": lambda s: inventory_pb2_grpc.add_InventoryServiceServicer_to_server(Inventory(), s),
+        "payment": lambda s: payment_pb2_grpc.add_PaymentServiceServicer_to_server(Payment(), s),
+        "order": lambda s: order_pb2_grpc.add_OrderServiceServicer_to_server(Orders(), s),
+    }
+    servers, registrations = [], []
+    for kind, add in adders.items():
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        add(server)
+        checker = health.HealthServicer()
+        checker.set("", health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        registration = SelfRegistration(control_plane, SERVICES[kind], "127.0.0.1", port, check_interval=1.0)
+        registration.register()
+        servers.append(server)
+        registrations.append(registration)
+    print("participants ready", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    for registration in registrations:
+        registration.deregister()
+    for server in servers:
+        server.stop(0)
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+async def consul_write_rate(consul_addr: str, seconds: float, writers: int) -> float:
+    """Single-key KV PUTs per second with `writers` concurrent writers (each PUT is one Raft write)."""
+    client = connect(consul_addr, request_timeout=10)
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def writer(n: int) -> None:
+        nonlocal done
+        i = 0
+        while time.monotonic() < deadline:
+            await client.kv.put(f"bench/raw/{n}/{i}", "x" * 200)
+            i += 1
+            done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(writer(n) for n in range(writers)))
+    elapsed = time.monotonic() - started
+    await client.close()
+    return done / elapsed
+
+
+def definition() -> saga_pb2.SagaDefinition:
+    return json_format.ParseDict({
+        "name": "bench-order",
+        "steps": [
+            {"name": "reserve", "target_service": SERVICES["inventory"],
+             "action": "/demo.inventory.v1.InventoryService/Reserve",
+             "compensation": "/demo.inventory.v1.InventoryService/Release",
+             "request_template": {"order_id": "$.order_id", "items": "$.items"},
+             "response_mapping": {"reservation_id": "reservation.reservation_id"}},
+            {"name": "charge", "target_service": SERVICES["payment"],
+             "action": "/demo.payment.v1.PaymentService/Charge",
+             "compensation": "/demo.payment.v1.PaymentService/Refund",
+             "request_template": {"order_id": "$.order_id", "user_id": "$.user_id", "amount_cents": "$.amount"},
+             "response_mapping": {"payment_id": "payment.payment_id"}},
+            {"name": "confirm", "target_service": SERVICES["order"],
+             "action": "/demo.order.v1.OrderService/ConfirmOrder",
+             "compensation": "/demo.order.v1.OrderService/CancelOrder",
+             "request_template": {"order_id": "$.order_id"}},
+        ],
+    }, saga_pb2.SagaDefinition())
+
+
+@dataclass
+class Step:
+    """One offered rate: what was asked for and what came out."""
+
+    offered: float
+    started: int = 0
+    completed: int = 0
+    other: int = 0
+    achieved: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # recorded: StartSaga accepted -> completed
+    observed: list[float] = field(default_factory=list)  # client: StartSaga sent -> WatchSaga says completed
+
+
+async def offer(stub: saga_pb2_grpc.SagaServiceStub, rate: float, seconds: float, run_id: str) -> Step:
+    """Start sagas at `rate` per second for `seconds` (open loop: arrivals do not wait for completions),
+    watch every tenth one from the client, then read every saga's recorded times from ListSagas."""
+    step = Step(offered=rate)
+    definition_name = "bench-order"
+    ids: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(i: int) -> None:
+        order = f"{run_id}-{i}-{uuid.uuid4().hex[:8]}"
+        request = saga_pb2.StartSagaRequest(saga_id=f"bench-{order}", definition_name=definition_name)
+        request.input.update({"order_id": order, "user_id": "u1", "amount": 1999,
+                              "items": [{"sku": "sku-1", "quantity": 1}]})
+        sent = time.monotonic()
+        await stub.StartSaga(request, timeout=30)
+        ids.append(request.saga_id)
+        if i % 10 == 0:
+            status = 0
+            async for update in stub.WatchSaga(saga_pb2.WatchSagaRequest(saga_id=request.saga_id), timeout=60):
+                status = update.saga.status
+            if status == saga_pb2.SAGA_STATUS_COMPLETED:
+                step.observed.append(time.monotonic() - sent)
+
+    begin = time.monotonic()
+    total = int(rate * seconds)
+    for i in range(total):
+        delay = begin + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i)))
+    await asyncio.gather(*tasks)
+    step.started = len(ids)
+    wanted = set(ids)
+    first_start, last_end = float("inf"), 0.0
+    for _ in range(600):  # wait until every saga of this step has ended
+        summaries = await list_sagas(stub, definition_name)
+        mine = [s for s in summaries if s.saga_id in wanted]
+        ended = [s for s in mine if s.status in (saga_pb2.SAGA_STATUS_COMPLETED, saga_pb2.SAGA_STATUS_COMPENSATED,
+                                                  saga_pb2.SAGA_STATUS_NEEDS_ATTENTION)]
+        if len(ended) == len(wanted):
+            break
+        await asyncio.sleep(0.1)
+    for s in ended:
+        created, updated = s.created_at.ToNanoseconds() / 1e9, s.updated_at.ToNanoseconds() / 1e9
+        if s.status == saga_pb2.SAGA_STATUS_COMPLETED:
+            step.completed += 1
+            step.latencies.append(updated - created)
+            first_start, last_end = min(first_start, created), max(last_end, updated)
+        else:
+            step.other += 1
+    step.achieved = step.completed / (last_end - first_start) if step.completed else 0.0
+    return step
+
+
+async def list_sagas(stub: saga_pb2_grpc.SagaServiceStub, definition_name: str) -> list[saga_pb2.Saga]:
+    found, token = [], ""
+    while True:
+        page = await stub.ListSagas(saga_pb2.ListSagasRequest(definition_name=definition_name, page_size=500,
+                                                              page_token=token), timeout=30)
+        found += page.sagas
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+async def run_steps(address: str, rates: list[float], seconds: float) -> list[Step]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = saga_pb2_grpc.SagaServiceStub(channel)
+        await stub.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition()), timeout=10)
+        await offer(stub, 20, 2, "warmup")  # channels, caches and the JIT-less interpreter's first calls
+        return [await offer(stub, rate, seconds, f"r{int(rate)}") for rate in rates]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _ms(values: list[float], q: float) -> str:
+    return f"{percentile(values, q) * 1000:.1f} ms" if values else "-"
+
+
+def wait_serving(address: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("control plane exited")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError("control plane did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=12.0, help="seconds each offered rate runs")
+    parser.add_argument("--rates", default="100,150,200", help="offered sagas per second, comma-separated")
+    parser.add_argument("--window", type=float, default=0.002, help="group-commit window, seconds")
+    parser.add_argument("--tracing", action="store_true",
+                        help="let the control plane export its spans (to a JSON-lines file in the bench's temp dir)")
+    parser.add_argument("--participants", metavar="CONTROL_PLANE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.participants:
+        run_participants(args.participants)
+        return 0
+
+    workdir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
+    agent = LocalConsul(data_dir=workdir / "consul").start()
+    processes: list[subprocess.Popen[bytes]] = []
+    # Spans stay out of the repository's .traces/; unless --tracing, none are exported at all.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CONTROLPLANE_TRACE_DIR": str(workdir / "traces"),
+           "OTEL_TRACES_EXPORTER": "jsonl" if args.tracing else "none"}
+    try:
+        raw_serial = asyncio.run(consul_write_rate(agent.http_addr, 3.0, 1))
+        raw_parallel = asyncio.run(consul_write_rate(agent.http_addr, 3.0, 16))
+
+        address = f"127.0.0.1:{free_port()}"
+        with open(workdir / "controlplane.log", "wb") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "controlplane", "serve", "--listen", address, "--consul", agent.http_addr,
+                 "--saga-group-commit-window", str(args.window), "--saga-replica-id", "bench"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        wait_serving(address, processes[0])
+        participants = subprocess.Popen([sys.executable, __file__, "--participants", address], cwd=ROOT, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        processes.append(participants)
+        assert participants.stdout is not None
+        if b"participants ready" not in participants.stdout.readline():
+            raise RuntimeError("participants failed to start")
+        time.sleep(2.5)  # Consul's first gRPC health checks of the participants (1 s interval)
+
+        steps = asyncio.run(run_steps(address, [float(r) for r in args.rates.split(",")], args.seconds))
+        print()
+        print(f"saga bench: {platform.node()} ({os.cpu_count()} CPUs), Consul {agent.version().split()[-1]} "
+              f"(persistent, single node), group-commit window {args.window * 1000:g} ms, {args.seconds:g} s per rate, "
+              f"span export {'jsonl' if args.tracing else 'off'}")
+        print()
+        print(f"{'measurement':<30} {'rate':>17}   {'p50':>8} {'p99':>8}   client-observed p50/p99")
+        print("-" * 100)
+        print(f"{'Consul KV PUT, 1 writer':<30} {raw_serial:>9.0f} writes/s")
+        print(f"{'Consul KV PUT, 16 writers':<30} {raw_parallel:>9.0f} writes/s")
+        for step in steps:
+            name = f"3-step sagas, {step.offered:g}/s offered"
+            rate = f"{step.achieved:>9.1f} sagas/s"
+            print(f"{name:<30} {rate:>17}   {_ms(step.latencies, 0.5):>8} {_ms(step.latencies, 0.99):>8}   "
+                  f"{_ms(step.observed, 0.5)} / {_ms(step.observed, 0.99)}"
+                  + (f"   ({step.other} not completed)" if step.other else ""))
+        print()
+        print("Saga latency is as recorded in Consul: from the saga_started to the saga_completed transition "
+              "(4 Consul transactions, 3 participant calls).")
+        print("Client-observed: StartSaga sent until WatchSaga reported completion, for every tenth saga.")
+        return 0 if all(step.other == 0 and step.completed == step.started for step in steps) else 1
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        agent.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Domain saga state and events -> controlplane.v1 messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from controlplane.saga.eventstore import Event, RecordedEvent
+from controlplane.saga.state import EventType, SagaState, StepProgress
+from controlplane.v1 import saga_pb2
+
+
+def timestamp(unix_seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if not unix_seconds:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(unix_seconds * 1e9))
+    return stamp
+
+
+def struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    if value:
+        out.update(_json_safe(value))
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """Struct holds JSON: numbers as doubles, no None inside lists is fine, tuples become lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def saga_to_proto(state: SagaState) -> saga_pb2.Saga:
+    saga = saga_pb2.Saga(
+        saga_id=state.saga_id,
+        definition_name=state.definition_name,
+        definition_version=state.definition_version,
+        status=int(state.status),
+        current_step=state.current_step,
+        trace_id=state.trace_id,
+        errors=list(state.errors),
+        stream_version=state.version,
+    )
+    saga.input.CopyFrom(struct(state.input))
+    saga.data.CopyFrom(struct(state.data))
+    for field, value in (("created_at", state.created_at), ("updated_at", state.updated_at)):
+        stamp = timestamp(value)
+        if stamp is not None:
+            getattr(saga, field).CopyFrom(stamp)
+    saga.steps.extend(step_to_proto(step) for step in state.steps)
+    return saga
+
+
+def step_to_proto(step: StepProgress) -> saga_pb2.StepState:
+    wire = saga_pb2.StepState(name=step.name, status=int(step.status))
+    if step.response is not None:
+        wire.response.CopyFrom(struct(step.response))
+    for attempt in step.attempts:
+        a = wire.attempts.add(attempt=attempt.attempt, compensation=attempt.compensation, code=attempt.code,
+                              error=attempt.error)
+        started, finished = timestamp(attempt.started_at), timestamp(attempt.finished_at)
+        if started is not None:
+            a.started_at.CopyFrom(started)
+        if finished is not None:
+            a.finished_at.CopyFrom(finished)
+    return wire
+
+
+class SagaWire:
+    """A Saga message kept in step with a state as events are folded in, converting only what an event
+    changed (a watch sends the whole saga with every event)."""
+
+    def __init__(self, state: SagaState) -> None:
+        self.message = saga_to_proto(state)
+
+    def update(self, state: SagaState, event: Event) -> saga_pb2.Saga:
+        m = self.message
+        m.status = int(state.status)
+        m.current_step = state.current_step
+        m.stream_version = state.version
+        stamp = timestamp(state.updated_at)
+        if stamp is not None:
+            m.updated_at.CopyFrom(stamp)
+        if len(state.errors) > len(m.errors):
+            m.errors.extend(state.errors[len(m.errors):])
+        if 0 <= event.step < len(state.steps) and event.step < len(m.steps):
+            m.steps[event.step].CopyFrom(step_to_proto(state.steps[event.step]))
+        if event.type == EventType.STEP_SUCCEEDED:
+            m.data.CopyFrom(struct(state.data))
+        return m
+
+
+def summary_to_proto(summary: Mapping[str, Any]) -> saga_pb2.Saga:
+    """A listed saga: identity, status and times; GetSaga has the steps."""
+    saga = saga_pb2.Saga(
+        saga_id=summary["saga_id"],
+        definition_name=summary["definition_name"],
+        definition_version=summary["definition_version"],
+        status=summary["status"],
+        trace_id=summary.get("trace_id", ""),
+        current_step=-1,
+    )
+    for field in ("created_at", "updated_at"):
+        stamp = timestamp(summary.get(field))
+        if stamp is not None:
+            getattr(saga, field).CopyFrom(stamp)
+    return saga
+
+
+def event_to_proto(recorded: RecordedEvent) -> saga_pb2.SagaEvent:
+    event = recorded.event
+    payload = {k: v for k, v in event.data.items() if k != "step"}
+    wire = saga_pb2.SagaEvent(version=recorded.version, type=event.type, step=event.step)
+    wire.payload.CopyFrom(struct(payload))
+    stamp = timestamp(event.at)
+    if stamp is not None:
+        wire.recorded_at.CopyFrom(stamp)
+    return wire

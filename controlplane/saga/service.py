@@ -1,0 +1,114 @@
+"""Wires the saga context together for the control-plane process: stores, leases, orchestrator, servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import consul.aio
+
+from controlplane.consul.client import split_address
+from controlplane.errors import ConsulUnavailable, DomainError
+from controlplane.registry.cache import InstanceCache
+from controlplane.saga.definition_store import DefinitionStore
+from controlplane.saga.definitions import load_definitions_file
+from controlplane.saga.eventstore import EventStore, GroupCommitter
+from controlplane.saga.eventstore.txn import run_txn
+from controlplane.saga.invoker import Invoker, cache_resolver, participant_channel
+from controlplane.saga.leases import Leases
+from controlplane.saga.orchestrator import Orchestrator
+from controlplane.saga.projections import SagasByStatus
+from controlplane.saga.repository import SagaRepository
+from controlplane.saga.servicer import SagaServicer
+from controlplane.saga.settings import SagaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SagaService:
+    """The running saga context. Build it with `start()`, end it with `stop()`."""
+
+    settings: SagaSettings
+    servicer: SagaServicer
+    orchestrator: Orchestrator
+    store: EventStore
+    committer: GroupCommitter
+    invoker: Invoker
+    definitions: DefinitionStore
+    clients: list[consul.aio.Consul]
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls,
+        settings: SagaSettings,
+        *,
+        consul_addr: str,
+        consul_timeout: float,
+        cache: InstanceCache,
+        replica_id: str,
+    ) -> SagaService:
+        host, port = split_address(consul_addr)
+        client = consul.aio.Consul(host=host, port=port, connections_timeout=consul_timeout)
+        # Every open WatchSaga holds one long poll: allow many.
+        blocking = consul.aio.Consul(host=host, port=port, connections_limit=2000,
+                                     connections_timeout=settings.watch_wait + consul_timeout + 5.0)
+        prefix = settings.kv_prefix if settings.kv_prefix.endswith("/") else settings.kv_prefix + "/"
+        committer = GroupCommitter(
+            functools.partial(run_txn, client),
+            window=settings.group_commit_window,
+            max_ops=settings.group_commit_max_ops,
+            max_inflight=settings.group_commit_max_inflight,
+        ).start()
+        store = EventStore(client, blocking, committer, prefix, watch_wait=settings.watch_wait,
+                           backoff=settings.consul_backoff)
+        projection = SagasByStatus(client, prefix)
+        repository = SagaRepository(store, projection, settings.snapshot_every)
+        definitions = DefinitionStore(client, prefix, blocking, watch_wait=settings.watch_wait,
+                                      backoff=settings.consul_backoff)
+        leases = Leases(client, blocking, prefix, replica_id, session_ttl=settings.session_ttl,
+                        liveness_ttl=settings.liveness_ttl, backoff=settings.consul_backoff,
+                        watch_wait=settings.watch_wait)
+        invoker = Invoker(cache_resolver(cache),
+                          functools.partial(participant_channel, policy_json=settings.participant_policy))
+        orchestrator = Orchestrator(repository, definitions, invoker, leases, settings)
+        await orchestrator.start()
+        service = cls(settings, SagaServicer(orchestrator, repository, definitions, projection), orchestrator,
+                      store, committer, invoker, definitions, [client, blocking])
+        if settings.definitions_file:
+            service._tasks.append(asyncio.get_running_loop().create_task(
+                service._register_file(definitions, settings.definitions_file), name="saga-definitions-file"))
+        log.info("saga orchestrator running as replica %s under %s", replica_id, prefix)
+        return service
+
+    async def _register_file(self, definitions: DefinitionStore, path: str) -> None:
+        """Register the file's definitions, retrying while Consul is unreachable."""
+        delay = self.settings.consul_backoff.initial
+        pending = load_definitions_file(path)
+        while pending:
+            try:
+                definition, created = await definitions.register(pending[0])
+                log.info("definition %s v%d %s", definition.name, definition.version,
+                         "registered" if created else "unchanged")
+                pending.pop(0)
+            except ConsulUnavailable:
+                await asyncio.sleep(delay)
+                delay = self.settings.consul_backoff.next(delay)
+            except DomainError as exc:
+                log.error("definition #%s in %s is invalid: %s", pending[0].name, path, exc.message)
+                pending.pop(0)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.orchestrator.stop()
+        await self.committer.stop()
+        await self.store.stop()
+        await self.definitions.stop()
+        await self.invoker.close()
+        for client in self.clients:
+            await client.close()

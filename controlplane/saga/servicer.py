@@ -1,0 +1,143 @@
+"""controlplane.v1.SagaService: translates and validates requests, then asks the orchestrator and stores."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import json_format
+
+from controlplane.errors import NotFoundError, ValidationError, maps_domain_errors
+from controlplane.saga import convert
+from controlplane.saga.definition_store import DefinitionStore
+from controlplane.saga.orchestrator import Orchestrator, new_trace_id
+from controlplane.saga.projections import SagasByStatus, status_from_proto
+from controlplane.saga.repository import SagaRepository
+from controlplane.saga.state import SagaState, apply
+from controlplane.v1 import saga_pb2, saga_pb2_grpc
+
+SAGA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def check_saga_id(saga_id: str, field: str = "saga_id") -> None:
+    if not saga_id:
+        raise ValidationError.single(field, "required: the saga's id")
+    if not SAGA_ID.match(saga_id):
+        raise ValidationError.single(field, "must be 1..128 letters, digits, '_', '.', ':' or '-', starting with "
+                                            f"a letter or digit, got {saga_id!r}")
+
+
+class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        repository: SagaRepository,
+        definitions: DefinitionStore,
+        projection: SagasByStatus,
+    ) -> None:
+        self._orchestrator = orchestrator
+        self._repo = repository
+        self._definitions = definitions
+        self._projection = projection
+
+    @maps_domain_errors
+    async def RegisterDefinition(
+        self, request: saga_pb2.RegisterDefinitionRequest, context: grpc.aio.ServicerContext
+    ) -> saga_pb2.RegisterDefinitionResponse:
+        if not request.HasField("definition"):
+            raise ValidationError.single("definition", "required: the saga definition")
+        definition, _ = await self._definitions.register(request.definition)
+        return saga_pb2.RegisterDefinitionResponse(definition=definition.proto)
+
+    @maps_domain_errors
+    async def GetDefinition(
+        self, request: saga_pb2.GetDefinitionRequest, context: grpc.aio.ServicerContext
+    ) -> saga_pb2.GetDefinitionResponse:
+        if not request.name:
+            raise ValidationError.single("name", "required: the definition's name")
+        definition = await self._definitions.get(request.name, request.version)
+        return saga_pb2.GetDefinitionResponse(definition=definition.proto)
+
+    @maps_domain_errors
+    async def ListDefinitions(
+        self, request: saga_pb2.ListDefinitionsRequest, context: grpc.aio.ServicerContext
+    ) -> saga_pb2.ListDefinitionsResponse:
+        return saga_pb2.ListDefinitionsResponse(definitions=await self._definitions.list_latest())
+
+    @maps_domain_errors
+    async def StartSaga(
+        self, request: saga_pb2.StartSagaRequest, context: grpc.aio.ServicerContext
+    ) -> saga_pb2.StartSagaResponse:
+        saga_id = request.saga_id or str(uuid.uuid4())
+        check_saga_id(saga_id)
+        if not request.definition_name:
+            raise ValidationError.single("definition_name", "required: the saga definition to run")
+        definition = await self._definitions.get(request.definition_name, request.definition_version)
+        saga_input = json_format.MessageToDict(request.input)
+        state, created = await self._orchestrator.start_saga(
+            saga_id, definition, saga_input, request.definition_version, _trace_id(context)
+        )
+        return saga_pb2.StartSagaResponse(saga=convert.saga_to_proto(state), created=created)
+
+    @maps_domain_errors
+    async def GetSaga(self, request: saga_pb2.GetSagaRequest, context: grpc.aio.ServicerContext
+                      ) -> saga_pb2.GetSagaResponse:
+        return saga_pb2.GetSagaResponse(saga=convert.saga_to_proto(await self._load(request.saga_id)))
+
+    @maps_domain_errors
+    async def ListSagas(
+        self, request: saga_pb2.ListSagasRequest, context: grpc.aio.ServicerContext
+    ) -> saga_pb2.ListSagasResponse:
+        summaries, token = await self._projection.list(
+            status_from_proto(request.status), request.definition_name, request.page_size, request.page_token
+        )
+        return saga_pb2.ListSagasResponse(sagas=[convert.summary_to_proto(s) for s in summaries],
+                                          next_page_token=token)
+
+    @maps_domain_errors
+    async def WatchSaga(
+        self, request: saga_pb2.WatchSagaRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[saga_pb2.WatchSagaResponse]:
+        state = await self._load(request.saga_id)
+        wire = convert.SagaWire(state)
+        yield saga_pb2.WatchSagaResponse(saga=wire.message)
+        if state.terminal:
+            return
+        async for recorded in self._repo.store.subscribe(request.saga_id, state.version):
+            apply(state, recorded.event)
+            yield saga_pb2.WatchSagaResponse(event=convert.event_to_proto(recorded),
+                                             saga=wire.update(state, recorded.event))
+            if state.terminal:
+                return
+
+    @maps_domain_errors
+    async def AbortSaga(
+        self, request: saga_pb2.AbortSagaRequest, context: grpc.aio.ServicerContext
+    ) -> saga_pb2.AbortSagaResponse:
+        check_saga_id(request.saga_id)
+        state = await self._orchestrator.abort(request.saga_id, request.reason)
+        return saga_pb2.AbortSagaResponse(saga=convert.saga_to_proto(state))
+
+    async def _load(self, saga_id: str) -> SagaState:
+        """The saga as recorded: from its driver when it runs here, else from Consul. A copy."""
+        check_saga_id(saga_id)
+        live = self._orchestrator.live_state(saga_id)
+        if live is not None:
+            return live.clone()
+        state = await self._repo.load(saga_id)
+        if state is None:
+            raise NotFoundError(f"no saga {saga_id!r}")
+        return state
+
+
+def _trace_id(context: grpc.aio.ServicerContext) -> str:
+    """The caller's W3C trace id when it sent one, so the saga joins the caller's trace."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent":
+            found = TRACEPARENT.match(value if isinstance(value, str) else value.decode())
+            if found:
+                return found.group(1)
+    return new_trace_id()

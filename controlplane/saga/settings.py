@@ -1,0 +1,84 @@
+"""The saga orchestrator's settings: every interval a test may want to shorten is here."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from controlplane.watch import Backoff
+
+
+@dataclass(frozen=True)
+class SagaSettings:
+    """How the saga orchestrator runs. Durations are in seconds."""
+
+    # Every saga key lives under this Consul KV prefix (ends with '/').
+    kv_prefix: str = "controlplane/saga/"
+    # Names this replica's Consul session and liveness check; "" derives it from host name and port.
+    # Must be unique among live replicas: a replica starting with an id reclaims that id's old session.
+    replica_id: str = ""
+    # TTL of the replica's Consul session (Consul accepts 10..86400); renewed every third of it.
+    session_ttl: float = 10.0
+    # TTL of an agent check bound to the session, passed every third of it. A replica that stops
+    # passing it loses its session, and so its saga locks, within about this long. 0: TTL only
+    # (Consul then takes up to twice `session_ttl` to notice a dead replica).
+    liveness_ttl: float = 3.0
+    # Group commit: appends arriving within this window share one Consul transaction...
+    group_commit_window: float = 0.002
+    # ...of at most this many operations (Consul allows 64)...
+    group_commit_max_ops: int = 60
+    # ...with at most this many transactions in flight.
+    group_commit_max_inflight: int = 4
+    # A snapshot of the saga state is written every this many events, bounding what a resume reads.
+    snapshot_every: int = 16
+    # Besides reacting to session changes, look for sagas without a live driver this often.
+    takeover_interval: float = 5.0
+    # Longest a saga subscription's Consul blocking query waits before asking again.
+    watch_wait: float = 30.0
+    # Pauses between retries of a Consul request that failed (e.g. Consul restarting).
+    consul_backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.05, maximum=1.0))
+    # A YAML or JSON file of saga definitions registered at start (when they differ from the latest).
+    definitions_file: str = ""
+    # JSON of controlplane.interceptors.ClientPolicy for calls to participants; "" = its defaults.
+    participant_policy: str = ""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+        """The `--saga-*` flags of `controlplane serve`, each with a CONTROLPLANE_SAGA_* variable."""
+        d = SagaSettings()
+
+        def flag(name: str, kind: type, default: object, text: str) -> None:
+            var = "CONTROLPLANE_SAGA_" + name.upper().replace("-", "_")
+            parser.add_argument(f"--saga-{name}", type=kind, default=kind(env.get(var, default)),
+                                help=f"{text} [env {var}, default %(default)s]")
+
+        flag("kv-prefix", str, d.kv_prefix, "Consul KV prefix of saga state")
+        flag("replica-id", str, d.replica_id, "unique name of this replica (default host:port)")
+        flag("session-ttl", float, d.session_ttl, "seconds of the replica's Consul session TTL (>= 10)")
+        flag("liveness-ttl", float, d.liveness_ttl, "seconds after which a silent replica loses its sagas (0: off)")
+        flag("group-commit-window", float, d.group_commit_window, "seconds appends wait to share a transaction")
+        flag("group-commit-max-ops", int, d.group_commit_max_ops, "operations per Consul transaction (<= 64)")
+        flag("group-commit-max-inflight", int, d.group_commit_max_inflight, "Consul transactions in flight at once")
+        flag("snapshot-every", int, d.snapshot_every, "events between saga snapshots")
+        flag("takeover-interval", float, d.takeover_interval, "seconds between scans for orphaned sagas")
+        flag("retry-max", float, d.consul_backoff.maximum, "longest pause, in seconds, between Consul retries")
+        flag("definitions", str, d.definitions_file, "YAML/JSON file of saga definitions to register at start")
+        flag("participant-policy", str, d.participant_policy, "JSON ClientPolicy for calls to participants")
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace) -> SagaSettings:
+        return cls(
+            kv_prefix=args.saga_kv_prefix,
+            replica_id=args.saga_replica_id,
+            session_ttl=args.saga_session_ttl,
+            liveness_ttl=args.saga_liveness_ttl,
+            group_commit_window=args.saga_group_commit_window,
+            group_commit_max_ops=args.saga_group_commit_max_ops,
+            group_commit_max_inflight=args.saga_group_commit_max_inflight,
+            snapshot_every=args.saga_snapshot_every,
+            takeover_interval=args.saga_takeover_interval,
+            consul_backoff=Backoff(initial=min(0.05, args.saga_retry_max), maximum=args.saga_retry_max),
+            definitions_file=args.saga_definitions,
+            participant_policy=args.saga_participant_policy,
+        )

@@ -15,7 +15,7 @@ import socket
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.interceptors import (
     BreakerPolicy,
@@ -42,7 +42,8 @@ def main() -> None:
 
     # Server: one line more than usual (interceptors=...).
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=server_interceptors())
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    hello = grpc.unary_unary_rpc_method_handler(lambda request, context: b"hello " + request)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("example.Greeter", {"Hello": hello})])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
 
@@ -54,9 +55,8 @@ def main() -> None:
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=channel_options(policy))
     channel = grpc.intercept_channel(channel, *client_interceptors(policy))
 
-    stub = health_pb2_grpc.HealthStub(channel)
-    reply, call = stub.Check.with_call(health_pb2.HealthCheckRequest())
-    print(f"health: {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
+    reply, call = channel.unary_unary("/example.Greeter/Hello").with_call(b"world")
+    print(reply.decode())
     print(f"trace id: {trace_id_of(call)}")
 
     # A dead address: after 3 failures the breaker opens and refuses calls without touching the network.

@@ -12,21 +12,29 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import LocalConsul, consul_reachable
+from controlplane.saga.definitions import load_definitions_file
+from controlplane.v1 import config_pb2, config_pb2_grpc, registry_pb2, registry_pb2_grpc, saga_pb2, saga_pb2_grpc
+from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from demo.user.v1 import user_pb2, user_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / ".run"
+# Where state, logs and pids go, and the ports: overridable so tests can run a second stack beside yours.
+RUN = Path(os.environ.get("DEVSTACK_DIR", ROOT / ".run"))
 PIDS = RUN / "pids"
 LOGS = RUN / "logs"
-CONTROL_PLANE = "127.0.0.1:50051"
-CONSUL_DEFAULT = "127.0.0.1:8500"
-DEMO = {"user": 50061, "order": 50062, "payment": 50063, "inventory": 50064}
+CONTROL_PLANE = f"127.0.0.1:{os.environ.get('DEVSTACK_CONTROL_PLANE_PORT', '50051')}"
+CONSUL_DEFAULT = f"127.0.0.1:{os.environ.get('DEVSTACK_CONSUL_PORT', '8500')}"
+_DEMO_PORTS = [int(p) for p in os.environ.get("DEVSTACK_DEMO_PORTS", "50061,50062,50063,50064").split(",")]
+DEMO = dict(zip(["user", "order", "payment", "inventory"], _DEMO_PORTS, strict=True))
+DEMO_USERS = {"alice": "Alice", "bob": "Bob"}
+DEMO_STOCK = {"apple": 1000, "pear": 1000, "plum": 50}
 ORDER = ["consul", "controlplane", *DEMO]  # start order; stopped in reverse
 READY_TIMEOUT = 60.0
 
@@ -52,6 +60,7 @@ def _pid(name: str) -> int | None:
 def _port_free(addr: str) -> bool:
     host, _, port = addr.rpartition(":")
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC servers do: TIME_WAIT is no conflict
         try:
             sock.bind((host, int(port)))
             return True
@@ -143,24 +152,70 @@ def up() -> int:
             )
         for name in DEMO:
             _wait(f"{name} (registered and passing its health check)", lambda n=name: bool(_passing(n)))
-    except (TimeoutError, RuntimeError) as exc:
+        _seed()
+    except (TimeoutError, RuntimeError, grpc.RpcError) as exc:
         print(f"make up failed: {exc}. Logs: .run/logs/ (make logs). Stopping what was started.")
         down()
         return 1
     print(f"\nup in {time.monotonic() - started:.1f}s\n")
     status()
     print(f"""
-Try it:
+Try it (grpcurl and the controlplane CLI are in .venv/bin):
+  # every server lists and describes itself
   .venv/bin/grpcurl -plaintext {CONTROL_PLANE} list
-  .venv/bin/grpcurl -plaintext {CONTROL_PLANE} describe controlplane.v1.RegistryService
-  .venv/bin/grpcurl -plaintext {CONTROL_PLANE} controlplane.v1.RegistryService/ListServices
-  .venv/bin/grpcurl -plaintext -d '{{"service": "order"}}' {CONTROL_PLANE} controlplane.v1.RegistryService/Discover
-  .venv/bin/grpcurl -plaintext -d '{{"service": "payment"}}' {CONTROL_PLANE} controlplane.v1.RegistryService/Watch
-  .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} list
-  .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} grpc.health.v1.Health/Check
-  make status | make logs | make down
+  .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} describe demo.order.v1.OrderService
+  # place an order: the order service checks the user and starts the place-order saga
+  .venv/bin/grpcurl -plaintext -d '{{"user_id": "alice", "items": [{{"sku": "apple", "quantity": 2, "unit_price_cents": 150}}]}}' \\
+      127.0.0.1:{DEMO["order"]} demo.order.v1.OrderService/CreateOrder
+  .venv/bin/grpcurl -plaintext -d '{{"order_id": "ORDER_ID"}}' 127.0.0.1:{DEMO["order"]} demo.order.v1.OrderService/GetOrder
+  .venv/bin/controlplane saga list
+  .venv/bin/controlplane saga show SAGA_ID
+  # make every payment fail, live: the next order's saga compensates (stock released, order cancelled)
+  .venv/bin/controlplane config set payment --env dev faults.failure_rate=1
+  .venv/bin/grpcurl -plaintext -d '{{"sku": "apple"}}' 127.0.0.1:{DEMO["inventory"]} demo.inventory.v1.InventoryService/GetStock
+  .venv/bin/controlplane config set payment --env dev faults.failure_rate=0
+  # the span tree of one request (its trace id is in the x-trace-id response header: grpcurl -v)
+  CONTROLPLANE_TRACE_DIR=.run/traces .venv/bin/controlplane trace TRACE_ID
+  .venv/bin/controlplane status | make status | make logs | make down
 """)
     return 0
+
+
+def _seed() -> None:
+    """Load the place-order saga definition and the demo data (users, stock, default config)."""
+    with grpc.insecure_channel(CONTROL_PLANE) as channel:
+        sagas = saga_pb2_grpc.SagaServiceStub(channel)
+        for definition in load_definitions_file(ROOT / "services" / "place_order.yaml"):
+            stored = sagas.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition), timeout=10)
+            print(f"saga definition: {stored.definition.name} v{stored.definition.version}")
+        configs = config_pb2_grpc.ConfigServiceStub(channel)
+        for service in ("payment", "inventory"):
+            request = config_pb2.SetConfigRequest(service=service, author="make up", message="demo defaults")
+            request.content.update({"faults": {"failure_rate": 0, "latency_ms": 0}})
+            _ignore(grpc.StatusCode.ABORTED, configs.SetConfig, request)  # keep what an earlier run set
+    with grpc.insecure_channel(f"127.0.0.1:{DEMO['user']}") as channel:
+        users = user_pb2_grpc.UserServiceStub(channel)
+        for user_id, name in DEMO_USERS.items():
+            request = user_pb2.CreateUserRequest(user_id=user_id, name=name, email=f"{user_id}@example.com")
+            _ignore(grpc.StatusCode.ALREADY_EXISTS, users.CreateUser, request)
+    with grpc.insecure_channel(f"127.0.0.1:{DEMO['inventory']}") as channel:
+        inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+        for sku, quantity in DEMO_STOCK.items():
+            try:
+                inventory.GetStock(inventory_pb2.GetStockRequest(sku=sku), timeout=5)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                inventory.AddStock(inventory_pb2.AddStockRequest(sku=sku, quantity=quantity), timeout=5)
+    print(f"demo data: users {', '.join(DEMO_USERS)}; stock {', '.join(DEMO_STOCK)}")
+
+
+def _ignore(code: grpc.StatusCode, call: Callable[..., object], request: object) -> None:
+    try:
+        call(request, timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() != code:
+            raise
 
 
 def _consul() -> str:

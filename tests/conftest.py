@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 from controlplane.consul.local_agent import ConsulNotFound, LocalConsul
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import ControlPlaneProcess, HealthServer
 
 _names = itertools.count()
+
+# Spans of the processes the tests start (control planes, demo services) go to a folder of their own,
+# not into the working tree's .traces/.
+os.environ.setdefault("CONTROLPLANE_TRACE_DIR", tempfile.mkdtemp(prefix="controlplane-test-traces-"))
 
 
 @pytest.fixture(scope="session")

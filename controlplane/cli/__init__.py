@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         from controlplane.cli.serve import serve
         from controlplane.settings import ServerSettings
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s trace=%(trace_id)s: %(message)s"
+        )
         return asyncio.run(serve(ServerSettings.from_args(argv[1:])))
     parser = argparse.ArgumentParser(
         prog="controlplane", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

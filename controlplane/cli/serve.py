@@ -6,11 +6,14 @@ import asyncio
 import logging
 import signal
 
+from controlplane.interceptors import TraceContextFilter, setup_tracing
 from controlplane.server import ControlPlane
 from controlplane.settings import ServerSettings
 
 
 async def serve(settings: ServerSettings) -> int:
+    logging.getLogger().handlers[0].addFilter(TraceContextFilter())
+    provider = setup_tracing("controlplane")
     plane = await ControlPlane(settings).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -20,4 +23,5 @@ async def serve(settings: ServerSettings) -> int:
     await stop.wait()
     logging.getLogger(__name__).info("shutting down (grace %.1fs)", settings.shutdown_grace)
     await plane.stop()
+    provider.shutdown()  # flushes the last spans
     return 0

@@ -112,8 +112,8 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name} trace=%(trace_id)s: %(message)s"
     )
 
-    setup_tracing(spec.name)
     logging.getLogger().handlers[0].addFilter(TraceContextFilter())
+    setup_tracing(spec.name)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=server_interceptors())
     runtime = Runtime(service=spec.name, control_plane=args.control_plane, environment=args.environment)
     spec.add_to_server(server, runtime)

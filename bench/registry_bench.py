@@ -23,9 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the bench reuses the tests' process helpers
 
-from controlplane.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
-
 from controlplane.consul.local_agent import LocalConsul, free_port  # noqa: E402
+from controlplane.v1 import registry_pb2, registry_pb2_grpc  # noqa: E402
 from tests.helpers import ControlPlaneProcess, wait_until  # noqa: E402
 
 CALLS = 2000

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from controlplane.v1 import registry_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import free_port
+from controlplane.v1 import registry_pb2
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ from concurrent import futures
 
 import grpc
 import pytest
-from controlplane.v1 import registry_pb2
 
 from controlplane.discovery import DiscoveryChannel, NoInstancesError, target_for
+from controlplane.v1 import registry_pb2
 from tests.helpers import ControlPlaneProcess, ttl, wait_until
 
 METHOD = "/test.Echo/Port"

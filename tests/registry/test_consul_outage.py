@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.server import SERVICE_NAMES
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import ControlPlaneProcess, ttl, wait_until
 from tests.registry.test_watch import WatchReader
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import grpc
-from controlplane.v1 import registry_pb2
 
 from controlplane.consul.local_agent import free_port
+from controlplane.v1 import registry_pb2
 from tests.helpers import ROOT, wait_until
 from tests.registry.test_watch import WatchReader
 

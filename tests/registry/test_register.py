@@ -7,10 +7,10 @@ import urllib.request
 
 import grpc
 import pytest
-from controlplane.v1 import registry_pb2
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.errors import field_violations
+from controlplane.v1 import registry_pb2
 from tests.helpers import HealthServer, grpc_check, ttl, wait_until
 
 

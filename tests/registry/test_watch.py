@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from controlplane.v1 import registry_pb2
 
+from controlplane.v1 import registry_pb2
 from tests.helpers import HealthServer, grpc_check, ttl
 
 E = registry_pb2

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.server import SERVICE_NAMES
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import ROOT, ControlPlaneProcess
 from tests.registry.test_watch import WatchReader
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from controlplane.registry.model import Instance
 from controlplane.registry.store import RegistryStore
-from controlplane.watch import Backoff, BlockingQueryWatch, Snapshot
+from controlplane.watch import Backoff, BlockingQueryWatch, Snapshot, WatchSet
 
 
 @dataclass(frozen=True)
@@ -27,44 +26,25 @@ class InstanceCache:
     """Serves Discover and Watch from memory; Consul is asked once per change, not once per call."""
 
     def __init__(self, store: RegistryStore, settings: CacheSettings = CacheSettings()) -> None:
-        self._store = store
         self._settings = settings
-        self._watches: dict[str, BlockingQueryWatch[tuple[Instance, ...]]] = {}
+        self._watches: WatchSet[tuple[Instance, ...]] = WatchSet(
+            "instances",
+            store.fetch_instances,
+            wait=settings.blocking_wait,
+            backoff=settings.backoff,
+            idle_timeout=settings.idle_timeout,
+        )
 
     def watch(self, service: str) -> BlockingQueryWatch[tuple[Instance, ...]]:
         """The (started) watch of one service's instances."""
-        self._drop_idle()
-        found = self._watches.get(service)
-        if found is None:
-
-            async def fetch(index: int, wait: float) -> tuple[int, tuple[Instance, ...]]:
-                return await self._store.fetch_instances(service, index, wait)
-
-            found = BlockingQueryWatch(
-                f"instances of {service}",
-                fetch,
-                wait=self._settings.blocking_wait,
-                backoff=self._settings.backoff,
-            ).start()
-            self._watches[service] = found
-        return found
+        return self._watches.watch(service)
 
     async def current(self, service: str, timeout: float | None = None) -> Snapshot[tuple[Instance, ...]]:
         """The latest known instances of `service` (possibly stale), waiting for a first answer if needed."""
-        limit = (
-            self._settings.first_sync_timeout if timeout is None else min(timeout, self._settings.first_sync_timeout)
-        )
+        limit = self._settings.first_sync_timeout
+        if timeout is not None:
+            limit = min(timeout, limit)
         return await self.watch(service).first_sync(limit)
 
     async def stop(self) -> None:
-        watches, self._watches = list(self._watches.values()), {}
-        for watch in watches:
-            await watch.stop()
-
-    def _drop_idle(self) -> None:
-        cutoff = time.monotonic() - self._settings.idle_timeout
-        for service, watch in list(self._watches.items()):
-            if watch.subscribers == 0 and watch.last_used < cutoff:
-                del self._watches[service]
-                # Stopping is cheap and needs no await to take effect for callers: the task is cancelled.
-                watch.cancel()
+        await self._watches.stop()

@@ -1,0 +1,56 @@
+"""A keyed set of blocking-query watches, started on first use and stopped when idle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from controlplane.watch.blocking_query import Backoff, BlockingQueryWatch
+
+T = TypeVar("T")
+
+# load(key, index, wait_seconds) -> (new_index, value)
+Load = Callable[[str, int, float], Awaitable[tuple[int, T]]]
+
+
+class WatchSet(Generic[T]):
+    """One BlockingQueryWatch per key (a service, a stream...), shared by every caller of that key.
+
+    `what` names the watched thing in logs ("instances", "config"); `wait` is the blocking wait and
+    `idle_timeout` how long a watch nobody subscribes to or reads is kept (seconds).
+    """
+
+    def __init__(self, what: str, load: Load[T], *, wait: float, backoff: Backoff, idle_timeout: float) -> None:
+        self._what = what
+        self._load = load
+        self._wait = wait
+        self._backoff = backoff
+        self._idle_timeout = idle_timeout
+        self._watches: dict[str, BlockingQueryWatch[T]] = {}
+
+    def watch(self, key: str) -> BlockingQueryWatch[T]:
+        """The started watch of `key`."""
+        self._drop_idle()
+        found = self._watches.get(key)
+        if found is None:
+
+            async def fetch(index: int, wait: float) -> tuple[int, T]:
+                return await self._load(key, index, wait)
+
+            found = BlockingQueryWatch(f"{self._what} of {key}", fetch, wait=self._wait, backoff=self._backoff)
+            self._watches[key] = found.start()
+        return found
+
+    async def stop(self) -> None:
+        """End every watch, and with them every subscription."""
+        watches, self._watches = list(self._watches.values()), {}
+        for watch in watches:
+            await watch.stop()
+
+    def _drop_idle(self) -> None:
+        cutoff = time.monotonic() - self._idle_timeout
+        for key, watch in list(self._watches.items()):
+            if watch.subscribers == 0 and watch.last_used < cutoff:
+                del self._watches[key]
+                watch.cancel()  # takes effect at once; the loop's task ends on its own

@@ -1,0 +1,88 @@
+"""WatchSet: one blocking-query loop per key, shared, dropped when idle, all ended by stop()."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from controlplane.watch import Backoff, WatchSet
+
+
+class FakeConsul:
+    """Answers blocking queries from memory: a query past the current index waits for a change."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.index = 1
+        self.changed = asyncio.Event()
+        self.queries: list[str] = []
+
+    async def load(self, key: str, index: int, wait: float) -> tuple[int, str]:
+        self.queries.append(key)
+        if index >= self.index:
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), wait)
+        return self.index, self.values.get(key, "")
+
+    def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+        self.index += 1
+        self.changed.set()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_callers_of_one_key_share_one_watch_and_see_changes():
+    async def scenario() -> None:
+        consul = FakeConsul()
+        watches = WatchSet("values", consul.load, wait=5, backoff=Backoff(), idle_timeout=60)
+        first, second = watches.watch("a"), watches.watch("a")
+        assert first is second and watches.watch("b") is not first
+        stream = first.subscribe()
+        assert (await anext(stream)).value == ""
+        consul.put("a", "x")
+        assert (await anext(stream)).value == "x"
+        await stream.aclose()
+        await watches.stop()
+
+    run(scenario())
+
+
+def test_an_idle_watch_is_dropped_and_a_subscribed_one_kept():
+    async def scenario() -> None:
+        consul = FakeConsul()
+        watches = WatchSet("values", consul.load, wait=5, backoff=Backoff(), idle_timeout=0)
+        busy = watches.watch("busy")
+        stream = busy.subscribe()
+        await anext(stream)
+        idle = watches.watch("idle")
+        await idle.first_sync(5)
+        assert watches.watch("idle") is not idle  # dropped as idle, so a new one was started
+        assert watches.watch("busy") is busy  # has a subscriber
+        await stream.aclose()
+        await watches.stop()
+
+    run(scenario())
+
+
+def test_stop_ends_every_subscription():
+    async def scenario() -> None:
+        consul = FakeConsul()
+        watches = WatchSet("values", consul.load, wait=5, backoff=Backoff(), idle_timeout=60)
+        received = []
+
+        async def follow() -> None:
+            async for snapshot in watches.watch("a").subscribe():
+                received.append(snapshot.value)
+
+        follower = asyncio.create_task(follow())
+        while not received:
+            await asyncio.sleep(0.01)
+        await watches.stop()
+        await asyncio.wait_for(follower, 5)
+        assert received == [""]
+
+    run(scenario())

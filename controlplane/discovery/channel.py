@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from controlplane.interceptors import LocalRpcError
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -24,36 +25,11 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 
 
-class NoInstancesError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
-    """Raised at once, without touching the network, when no passing instance is known."""
+class NoInstancesError(LocalRpcError):
+    """Raised at once, without touching the network, when no passing instance is known (UNAVAILABLE)."""
 
     def __init__(self, service: str) -> None:
-        super().__init__(f"no passing instance of {service!r} is registered")
-        self._details = str(self)
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self) -> str:
-        return self._details
-
-    def initial_metadata(self) -> tuple[()]:
-        return ()
-
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
+        super().__init__(grpc.StatusCode.UNAVAILABLE, f"no passing instance of {service!r} is registered")
 
 
 def target_for(addresses: Sequence[Address]) -> str:

@@ -70,7 +70,7 @@ def _spans_in(path: Path) -> Iterator[Span]:
 def build_tree(spans: list[Span]) -> list[Span]:
     """The root spans, each with its children sorted by start time."""
     by_id = {span.span_id: span for span in spans}
-    roots = []
+    roots: list[Span] = []
     for span in sorted(spans, key=lambda s: s.start):
         parent = by_id.get(span.parent_id or "")
         (parent.children if parent else roots).append(span)

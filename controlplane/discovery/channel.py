@@ -168,9 +168,8 @@ class DiscoveryChannel(grpc.Channel):
     def __enter__(self) -> DiscoveryChannel:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
 
 class _Lazy:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -113,7 +113,7 @@ class BlockingQueryWatch(Generic[T]):
                 raise ConsulUnavailable(f"no data for {self.name}: Consul has not answered yet") from None
         return self._snapshot
 
-    async def subscribe(self) -> AsyncIterator[Snapshot[T]]:
+    async def subscribe(self) -> AsyncGenerator[Snapshot[T], None]:
         """Yield the current snapshot once synced, then each newer one, until stop()."""
         self._subscribers += 1
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
@@ -54,7 +55,7 @@ class SagaStarter:
             raise DependencyUnavailable(f"saga service: {exc.code().name} {exc.details()}") from None
 
 
-def place_order_input(order: sqlite3.Row) -> dict[str, object]:
+def place_order_input(order: sqlite3.Row) -> dict[str, Any]:
     """The place-order saga's input: what its steps' request templates refer to."""
     items = json.loads(order["items"])
     return {

@@ -6,6 +6,7 @@ import grpc
 
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from services.common.database import Database
+from services.common.idempotency import key_store
 from services.common.runner import Runtime, ServiceSpec, main
 from services.inventory.servicer import InventoryServicer
 from services.inventory.store import SCHEMA, InventoryStore
@@ -15,9 +16,11 @@ SERVICE_NAME = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].ful
 
 def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("inventory", SCHEMA)
+    keys = key_store("inventory")
+    runtime.closers.append(keys.close)
     runtime.closers.append(db.close)
     inventory_pb2_grpc.add_InventoryServiceServicer_to_server(
-        InventoryServicer(InventoryStore(db), runtime.fault_injector()), server
+        InventoryServicer(InventoryStore(db), runtime.fault_injector(), keys), server
     )
 
 

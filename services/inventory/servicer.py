@@ -8,8 +8,10 @@ import sqlite3
 import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from services.common.faults import FaultInjector
+from services.common.idempotency import honour_idempotency_keys
 from services.common.validation import raise_if, require_id
 from services.inventory.store import RESERVED, InventoryStore
 
@@ -17,9 +19,12 @@ MAX_QUANTITY = 1_000_000
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, store: InventoryStore, faults: FaultInjector | None = None) -> None:
+    def __init__(
+        self, store: InventoryStore, faults: FaultInjector | None = None, keys: IdempotencyStore | None = None
+    ) -> None:
         self.store = store
         self.faults = faults or FaultInjector()
+        honour_idempotency_keys(self, keys or MemoryIdempotencyStore(), ("Reserve", "Release"))
 
     @maps_domain_errors
     def Reserve(

@@ -6,6 +6,7 @@ import grpc
 
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from services.common.database import Database
+from services.common.idempotency import key_store
 from services.common.runner import Runtime, ServiceSpec, main
 from services.order.dependencies import SagaStarter, UserCheck
 from services.order.servicer import OrderServicer
@@ -16,11 +17,13 @@ SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("order", SCHEMA)
-    runtime.closers.append(db.close)
+    keys = key_store("order")
+    runtime.closers += [db.close, keys.close]
     servicer = OrderServicer(
         OrderStore(db),
         check_user=UserCheck(runtime.channel_to("user")),
         start_saga=SagaStarter(runtime.control_plane_channel()),
+        keys=keys,
     )
     order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
 

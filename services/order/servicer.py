@@ -10,7 +10,9 @@ from collections.abc import Callable
 import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.order.v1 import order_pb2, order_pb2_grpc
+from services.common.idempotency import honour_idempotency_keys
 from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
 from services.common.validation import raise_if, require_id
@@ -29,10 +31,13 @@ _STATUS = {CONFIRMED: order_pb2.ORDER_STATUS_CONFIRMED, CANCELLED: order_pb2.ORD
 
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, store: OrderStore, check_user: CheckUser, start_saga: StartSaga) -> None:
+    def __init__(
+        self, store: OrderStore, check_user: CheckUser, start_saga: StartSaga, keys: IdempotencyStore | None = None
+    ) -> None:
         self.store = store
         self.check_user = check_user
         self.start_saga = start_saga
+        honour_idempotency_keys(self, keys or MemoryIdempotencyStore(), ("ConfirmOrder", "CancelOrder"))
 
     @maps_domain_errors
     def CreateOrder(

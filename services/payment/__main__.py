@@ -6,6 +6,7 @@ import grpc
 
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.common.database import Database
+from services.common.idempotency import key_store
 from services.common.runner import Runtime, ServiceSpec, main
 from services.payment.servicer import PaymentServicer
 from services.payment.store import SCHEMA, PaymentStore
@@ -15,9 +16,11 @@ SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_na
 
 def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("payment", SCHEMA)
+    keys = key_store("payment")
+    runtime.closers.append(keys.close)
     runtime.closers.append(db.close)
     payment_pb2_grpc.add_PaymentServiceServicer_to_server(
-        PaymentServicer(PaymentStore(db), runtime.fault_injector()), server
+        PaymentServicer(PaymentStore(db), runtime.fault_injector(), keys), server
     )
 
 

@@ -8,8 +8,10 @@ import sqlite3
 import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.common.faults import FaultInjector
+from services.common.idempotency import honour_idempotency_keys
 from services.common.timestamps import timestamp
 from services.common.validation import raise_if, require_id
 from services.payment.store import CHARGED, PaymentStore
@@ -19,9 +21,12 @@ MAX_AMOUNT_CENTS = 100_000_000
 
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, store: PaymentStore, faults: FaultInjector | None = None) -> None:
+    def __init__(
+        self, store: PaymentStore, faults: FaultInjector | None = None, keys: IdempotencyStore | None = None
+    ) -> None:
         self.store = store
         self.faults = faults or FaultInjector()
+        honour_idempotency_keys(self, keys or MemoryIdempotencyStore(), ("Charge", "Refund"))
 
     @maps_domain_errors
     def Charge(self, request: payment_pb2.ChargeRequest, context: grpc.ServicerContext) -> payment_pb2.ChargeResponse:

@@ -72,3 +72,33 @@ def test_bad_amount_and_currency_are_invalid(payments):
     with pytest.raises(grpc.RpcError) as failure:
         payments.Charge(pay.ChargeRequest(order_id="o9", user_id="u1", amount_cents=0, currency="euro"))
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_repeated_idempotency_key_replays_the_first_answer_even_after_a_refund(payments):
+    key = (("idempotency-key", "saga-1/charge-payment"),)
+    request = pay.ChargeRequest(order_id="o7", user_id="u1", amount_cents=500)
+    first = payments.Charge(request, metadata=key).payment
+    payments.Refund(pay.RefundRequest(order_id="o7"))
+    replayed = payments.Charge(request, metadata=key).payment
+    assert replayed == first and replayed.status == pay.PAYMENT_STATUS_CHARGED
+    assert payments.GetPayment(pay.GetPaymentRequest(order_id="o7")).payment.status == pay.PAYMENT_STATUS_REFUNDED
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(payments):
+    key = (("idempotency-key", "saga-2/charge-payment"),)
+    payments.Charge(pay.ChargeRequest(order_id="o8", user_id="u1", amount_cents=500), metadata=key)
+    with pytest.raises(grpc.RpcError) as failure:
+        payments.Charge(pay.ChargeRequest(order_id="o9", user_id="u1", amount_cents=500), metadata=key)
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError):
+        payments.GetPayment(pay.GetPaymentRequest(order_id="o9"))
+
+
+def test_a_failed_call_is_not_recorded_so_its_key_can_be_tried_again(payments, faults):
+    key = (("idempotency-key", "saga-3/charge-payment"),)
+    request = pay.ChargeRequest(order_id="o10", user_id="u1", amount_cents=500)
+    faults.update(Faults(failure_rate=1.0))
+    with pytest.raises(grpc.RpcError):
+        payments.Charge(request, metadata=key)
+    faults.update(Faults())
+    assert payments.Charge(request, metadata=key).payment.status == pay.PAYMENT_STATUS_CHARGED

@@ -1,9 +1,11 @@
 """Generic unary calls to saga participants, found through the registry's instance cache.
 
-Requests are built from JSON with json_format and the method's message classes (see methods.py);
+Requests are built from JSON with the method's message classes (see methods.py and messages.py);
 responses come back as JSON. Every call carries the step's `idempotency-key` and the saga's trace.
 Channels are built in one place, `participant_channel`, with the shared client interceptors
-(deadlines, circuit breaking, tracing) from controlplane.interceptors.
+(deadlines, circuit breaking, tracing) from controlplane.interceptors; the invoker keeps the
+breakers of all its channels in one registry, so it can tell a call its own breaker refused (that
+never reached the participant) from one the participant failed.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from controlplane.errors import DomainError
+from controlplane.interceptors import BREAKER_RETRY_AFTER_KEY, BREAKER_STATE_KEY, BreakerRegistry, ClientPolicy, State
+from controlplane.interceptors.breaker import breaker_key
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import Instance, InstanceFilter, visible
+from controlplane.saga import messages
 from controlplane.saga.methods import MethodSpec
 
 log = logging.getLogger(__name__)
@@ -42,16 +47,24 @@ UNCERTAIN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
                        grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED})
 
 Resolve = Callable[[str], Awaitable[Sequence[Instance]]]
-ChannelFactory = Callable[[str], grpc.aio.Channel]
+ChannelFactory = Callable[[str, BreakerRegistry], grpc.aio.Channel]
 
 
 class CallFailed(Exception):
-    """A participant call failed with `code`; `retryable` says whether trying again may help."""
+    """A participant call failed with `code`; `retryable` says whether trying again may help.
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    `refused` is set when this process's circuit breaker refused the call, so it never reached the
+    participant; `retry_after` is then the seconds until the breaker lets a trial call through (None:
+    it is half-open and its trial calls are all taken).
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, refused: bool = False,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.refused = refused
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:
@@ -59,8 +72,8 @@ class CallFailed(Exception):
 
     @property
     def outcome_unknown(self) -> bool:
-        """The call may have taken effect although it failed."""
-        return self.code in UNCERTAIN
+        """The call may have taken effect although it failed (never when it was refused locally)."""
+        return not self.refused and self.code in UNCERTAIN
 
 
 def tracing_recorded() -> bool:
@@ -77,25 +90,27 @@ def tracing_recorded() -> bool:
         return True
 
 
-def participant_channel(target: str, policy_json: str = "") -> grpc.aio.Channel:
+def participant_channel(target: str, breakers: BreakerRegistry, policy: ClientPolicy | None = None,
+                        *, tracing: bool = False) -> grpc.aio.Channel:
     """The channel to one participant instance: the one place participant channels are built.
 
-    Calls go through the shared client interceptors (deadlines, circuit breaker per instance, and
-    OpenTelemetry client spans when an SDK records them).
+    Calls go through the shared client interceptors: deadlines, a circuit breaker per instance (kept in
+    `breakers`), and OpenTelemetry client spans when `tracing`.
     """
-    from controlplane.interceptors import ClientPolicy, aio_client_interceptors
+    from controlplane.interceptors import aio_client_interceptors
 
-    policy = ClientPolicy.from_json(policy_json) if policy_json else ClientPolicy()
-    interceptors = aio_client_interceptors(policy, instance=target, tracing=tracing_recorded())
+    policy = policy or ClientPolicy()
+    interceptors = aio_client_interceptors(policy, instance=target, tracing=tracing,
+                                           breakers=breakers if policy.breaker is not None else None)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
 
 
 @contextlib.contextmanager
-def saga_trace(trace_id: str, metadata: list[tuple[str, str]]) -> Iterator[None]:
+def _trace_context(trace_id: str, traced: bool, metadata: list[tuple[str, str]]) -> Iterator[None]:
     """Make the saga's trace the parent of a participant call, so all of a saga's calls share one trace.
 
-    With an SDK recording spans, the saga's trace becomes the current context and the tracing interceptor
-    propagates it; otherwise the W3C `traceparent` header is added to `metadata` directly.
+    With spans recorded (`traced`), the saga's trace becomes the current context and the tracing
+    interceptor propagates it; otherwise the W3C `traceparent` header is added to `metadata` directly.
     """
     try:
         trace_number = int(trace_id, 16)
@@ -103,7 +118,7 @@ def saga_trace(trace_id: str, metadata: list[tuple[str, str]]) -> Iterator[None]
         yield
         return
     span_id = secrets.randbits(63) + 1
-    if not tracing_recorded():
+    if not traced:
         metadata.append(("traceparent", f"00-{trace_id}-{span_id:016x}-01"))
         yield
         return
@@ -119,25 +134,44 @@ def saga_trace(trace_id: str, metadata: list[tuple[str, str]]) -> Iterator[None]
 def cache_resolver(cache: InstanceCache) -> Resolve:
     """Healthy instances of a service, from the control plane's own instance cache."""
 
+    healthy: dict[str, tuple[object, Sequence[Instance]]] = {}  # service -> (instances seen, healthy ones)
+
     async def resolve(service: str) -> Sequence[Instance]:
         try:
             snapshot = await cache.current(service)
         except DomainError as exc:
             raise CallFailed(grpc.StatusCode.UNAVAILABLE, f"cannot resolve {service}: {exc.message}") from exc
-        return visible(snapshot.value or (), InstanceFilter(), include_unhealthy=False)
+        seen = healthy.get(service)
+        if seen is None or seen[0] is not snapshot.value:  # a snapshot's value is replaced, never changed
+            seen = healthy[service] = (snapshot.value, visible(snapshot.value or (), InstanceFilter(),
+                                                               include_unhealthy=False))
+        return seen[1]
 
     return resolve
 
 
 class Invoker:
-    """Calls a unary method on some healthy instance of a service, round robin."""
+    """Calls a unary method on some healthy instance of a service, round robin.
 
-    def __init__(self, resolve: Resolve, channel_factory: ChannelFactory = participant_channel) -> None:
+    policy: the client policy of participant calls (default `ClientPolicy()`); its breaker policy
+    applies to the breaker of every participant instance. tracing: whether calls get client spans and
+    join the saga's trace through OpenTelemetry (default: when this process exports spans, see
+    `tracing_recorded`); decided once, as the exporter is chosen at process start.
+    """
+
+    def __init__(self, resolve: Resolve, channel_factory: ChannelFactory | None = None, *,
+                 policy: ClientPolicy | None = None, tracing: bool | None = None) -> None:
         self._resolve = resolve
-        self._channel_factory = channel_factory
+        self._policy = policy or ClientPolicy()
+        self._tracing = tracing_recorded() if tracing is None else tracing
+        self._channel_factory = channel_factory or self._default_channel
+        self.breakers = BreakerRegistry(self._policy.breaker)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
         self._turn = itertools.count()
+
+    def _default_channel(self, target: str, breakers: BreakerRegistry) -> grpc.aio.Channel:
+        return participant_channel(target, breakers, self._policy, tracing=self._tracing)
 
     async def call(
         self,
@@ -147,10 +181,14 @@ class Invoker:
         *,
         timeout: float,
         metadata: Sequence[tuple[str, str]] = (),
+        trace_id: str = "",
     ) -> dict[str, Any]:
-        """The response as JSON (proto field names). Raises CallFailed with the failure's status code."""
+        """The response as JSON (proto field names). Raises CallFailed with the failure's status code.
+
+        `timeout` is in seconds; `trace_id` (32 hex digits) makes the call part of that trace.
+        """
         try:
-            request = json_format.ParseDict(dict(payload), method.request_type())
+            request = messages.to_message(payload, method.request_type)
         except json_format.ParseError as exc:
             raise CallFailed(grpc.StatusCode.INVALID_ARGUMENT, f"request cannot be built: {exc}") from exc
         instances = await self._resolve(service)
@@ -158,23 +196,42 @@ class Invoker:
             raise CallFailed(grpc.StatusCode.UNAVAILABLE, f"no healthy instance of {service}")
         instance = instances[next(self._turn) % len(instances)]
         target = f"{instance.address}:{instance.port}"
+        sent = list(metadata)
         try:
-            response: Message = await self._callable(target, method)(
-                request, timeout=timeout, metadata=tuple(metadata)
-            )
+            with _trace_context(trace_id, self._tracing, sent):
+                response: Message = await self._callable(target, method)(request, timeout=timeout, metadata=sent)
         except grpc.aio.AioRpcError as exc:
-            raise CallFailed(exc.code(), exc.details() or "") from exc
-        except grpc.RpcError as exc:  # a local refusal (e.g. an open circuit breaker)
+            raise self._failure(exc, target, method) from exc
+        except grpc.RpcError as exc:  # a sync-style local error
             code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNAVAILABLE
             raise CallFailed(code, str(exc)) from exc
-        return json_format.MessageToDict(response, preserving_proto_field_name=True)
+        return messages.to_json(response)
+
+    def _failure(self, exc: grpc.aio.AioRpcError, target: str, method: MethodSpec) -> CallFailed:
+        """CallFailed for a failed call, marked `refused` when this invoker's own breaker refused it: the
+        refusal's trailing metadata names the breaker state, and that breaker is indeed not closed (a
+        participant cannot make a failure look like a local refusal by sending the same keys)."""
+        code, details = exc.code(), exc.details() or ""
+        state = retry_after = None
+        for key, value in exc.trailing_metadata() or ():
+            if key == BREAKER_STATE_KEY:
+                state = value
+            elif key == BREAKER_RETRY_AFTER_KEY:
+                with contextlib.suppress(ValueError):
+                    retry_after = int(value) / 1000
+        if state is None:
+            return CallFailed(code, details)
+        service = method.path.lstrip("/").partition("/")[0]
+        if self.breakers.get(breaker_key(service, target)).state is State.CLOSED:
+            return CallFailed(code, details)
+        return CallFailed(code, details, refused=True, retry_after=retry_after if state == State.OPEN.value else None)
 
     def _callable(self, target: str, method: MethodSpec) -> grpc.aio.UnaryUnaryMultiCallable:
         found = self._callables.get((target, method.path))
         if found is None:
             channel = self._channels.get(target)
             if channel is None:
-                channel = self._channels[target] = self._channel_factory(target)
+                channel = self._channels[target] = self._channel_factory(target, self.breakers)
             found = channel.unary_unary(
                 method.path,
                 request_serializer=method.request_type.SerializeToString,

@@ -93,6 +93,11 @@ class Leases:
         """Delete the saga's lock (in the transaction that ends it)."""
         return delete_op(self.lock_key(saga_id))
 
+    @property
+    def ready(self) -> bool:
+        """Whether this replica holds a Consul session now."""
+        return self._ready.is_set()
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
 

@@ -30,8 +30,9 @@ from controlplane.saga import planner, templates
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.definitions import Definition
 from controlplane.saga.eventstore import Event
-from controlplane.saga.invoker import IDEMPOTENCY_KEY, SAGA_ID_KEY, CallFailed, Invoker, saga_trace
+from controlplane.saga.invoker import IDEMPOTENCY_KEY, SAGA_ID_KEY, CallFailed, Invoker
 from controlplane.saga.leases import Leases
+from controlplane.saga.methods import MethodSpec
 from controlplane.saga.planner import Call, Effect, Finish, Sleep
 from controlplane.saga.repository import SagaRepository
 from controlplane.saga.settings import SagaSettings
@@ -49,9 +50,12 @@ def idempotency_key(saga_id: str, step: int, step_name: str, compensation: bool)
     return f"{key}/compensate" if compensation else key
 
 
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def fingerprint(definition_name: str, requested_version: int, saga_input: Mapping[str, Any]) -> str:
     """Identifies a StartSaga request, so a repeat can be told from a different request with the same id."""
-    canonical = json.dumps([definition_name, requested_version, saga_input], sort_keys=True, separators=(",", ":"))
+    canonical = _canonical_json([definition_name, requested_version, saga_input])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -116,10 +120,11 @@ class Orchestrator:
 
         Idempotent by saga id: a repeat of the same request returns the saga as it is now.
         """
-        try:  # right after start the replica may still be creating its session
-            await asyncio.wait_for(self._leases.wait_ready(), SESSION_WAIT)
-        except TimeoutError:
-            raise ConsulUnavailable("this replica has no Consul session; retry shortly") from None
+        if not self._leases.ready:  # right after start the replica may still be creating its session
+            try:
+                await asyncio.wait_for(self._leases.wait_ready(), SESSION_WAIT)
+            except TimeoutError:
+                raise ConsulUnavailable("this replica has no Consul session; retry shortly") from None
         now = self._clock()
         started = Event(EventType.SAGA_STARTED, now, {
             "definition_name": definition.name,
@@ -130,13 +135,16 @@ class Orchestrator:
             "trace_id": trace_id,
             "fingerprint": fingerprint(definition.name, requested_version, saga_input),
         })
-        first = planner.plan(evolve(SagaState(saga_id), [started]), definition, now, self.replica_id)
+        after = evolve(SagaState(saga_id), [started])
+        first = planner.plan(after, definition, now, self.replica_id)
+        for event in first.events:
+            apply(after, event)
         events = [started, *first.events]
         extra = [self._leases.lock_op(saga_id)]
         if isinstance(first.effect, Finish):
             extra.append(self._leases.release_op(saga_id))
         try:
-            state = await self._repo.append(saga_id, None, events, extra_ops=extra)
+            state = await self._repo.append(saga_id, None, events, extra_ops=extra, after=after)
         except ConflictError:
             existing = await self._repo.load(saga_id)
             if existing is None:
@@ -241,6 +249,7 @@ class Orchestrator:
     async def _drive(self, saga_id: str, state: SagaState, definition: Definition, effect: Effect | None) -> None:
         outcome: list[Event] = []
         delay = self._settings.consul_backoff.initial
+        breaker_waits: dict[int, float] = {}  # step -> seconds its compensation waited for circuit breakers
         while True:
             if effect is None:
                 after = state.clone()  # one copy per transition: outcome and plan are folded into it
@@ -279,7 +288,7 @@ class Orchestrator:
             if isinstance(effect, Sleep):
                 await self._sleep(saga_id, effect.seconds)
             elif isinstance(effect, Call):
-                outcome = await self._call(saga_id, state, definition, effect)
+                outcome = await self._call(saga_id, state, definition, effect, breaker_waits)
             effect = None
 
     async def _sleep(self, saga_id: str, seconds: float) -> None:
@@ -288,7 +297,8 @@ class Orchestrator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), seconds)
 
-    async def _call(self, saga_id: str, state: SagaState, definition: Definition, call: Call) -> list[Event]:
+    async def _call(self, saga_id: str, state: SagaState, definition: Definition, call: Call,
+                    breaker_waits: dict[int, float]) -> list[Event]:
         """Perform one attempt; the event recording its outcome."""
         spec = definition.steps[call.step]
         compensation = call.compensation
@@ -302,10 +312,8 @@ class Orchestrator:
         ]
         try:
             payload = templates.render(template, state.data)
-            with saga_trace(state.trace_id, metadata):
-                response = await self._invoker.call(
-                    spec.target_service, method, payload, timeout=call.timeout, metadata=metadata
-                )
+            response = await self._send(saga_id, spec.name, spec.target_service, method, payload, call, metadata,
+                                        state.trace_id, breaker_waits)
         except templates.TemplateError as exc:
             failure = CallFailed(grpc.StatusCode.INVALID_ARGUMENT, f"request template: {exc}")
         except CallFailed as exc:
@@ -316,8 +324,11 @@ class Orchestrator:
             added = templates.map_response(response, spec.response_mapping)
             return [Event(EventType.STEP_SUCCEEDED, self._clock(), {**base, "response": response, "data": added})]
         retry = definition.compensation_retry if compensation else spec.retry
-        failures = state.steps[call.step].failures_of(compensation) + 1
+        progress = state.steps[call.step]
+        failures = progress.failures_of(compensation) + 1
         final = planner.outcome_final(failures, retry.max_attempts, failure.retryable)
+        # A call the breaker refused never reached the participant: it tells nothing about earlier attempts.
+        unknown = progress.earlier_outcome_unknown() if failure.refused else failure.outcome_unknown
         log.info("saga %s step %s%s attempt %d failed: %s%s", saga_id, spec.name,
                  " compensation" if compensation else "", call.attempt, failure, " (final)" if final else "")
         return [Event(EventType.COMPENSATION_FAILED if compensation else EventType.STEP_FAILED, self._clock(), {
@@ -325,8 +336,29 @@ class Orchestrator:
             "code": failure.code.name,
             "error": failure.message[:MAX_ERROR_TEXT],
             "final": final,
-            "outcome_unknown": failure.outcome_unknown,
+            "outcome_unknown": unknown,
         })]
+
+    async def _send(self, saga_id: str, step_name: str, service: str, method: MethodSpec, payload: Any, call: Call,
+                    metadata: list[tuple[str, str]], trace_id: str, breaker_waits: dict[int, float]) -> dict[str, Any]:
+        """Call the participant. An action refused by an open circuit breaker fails at once; a compensation
+        waits until the breaker lets a trial call through and tries again, without spending an attempt,
+        for at most `compensation_breaker_wait` seconds in all (`breaker_waits` keeps the tally)."""
+        while True:
+            try:
+                return await self._invoker.call(service, method, payload, timeout=call.timeout, metadata=metadata,
+                                                trace_id=trace_id)
+            except CallFailed as exc:
+                if not (exc.refused and call.compensation):
+                    raise
+                waited = breaker_waits.get(call.step, 0.0)
+                pause = planner.breaker_wait(exc.retry_after, waited, self._settings.compensation_breaker_wait)
+                if pause is None:
+                    raise
+                log.info("saga %s: compensation of step %s waits %.2fs for a circuit breaker (%s)", saga_id,
+                         step_name, pause, exc.message)
+                breaker_waits[call.step] = waited + pause
+                await asyncio.sleep(pause)
 
     # -- takeover -------------------------------------------------------------------------------
 

@@ -128,6 +128,24 @@ def _backoff_left(failures: int, delay: object, last: float | None, now: float) 
     return max(0.0, last + delay(failures) - now)  # type: ignore[operator]
 
 
+# Seconds a compensation waits when a half-open breaker refused it (its trial calls were all taken).
+HALF_OPEN_RETRY = 0.2
+# Seconds added to a breaker's retry-after (sent in whole milliseconds), so the wait surely covers it.
+BREAKER_MARGIN = 0.01
+
+
+def breaker_wait(retry_after: float | None, waited: float, budget: float) -> float | None:
+    """Seconds a compensation refused by a circuit breaker waits before it tries again, without spending
+    an attempt; None when the refusal counts as a failed attempt instead, because the compensation's
+    total wait would exceed `budget`.
+
+    retry_after: seconds until the breaker lets a trial call through (None: it is half-open and every
+    trial call is taken). waited: seconds this compensation has already waited for breakers.
+    """
+    pause = HALF_OPEN_RETRY if retry_after is None else max(0.0, retry_after) + BREAKER_MARGIN
+    return pause if waited + pause <= budget else None
+
+
 def outcome_final(failures_after: int, max_attempts: int, retryable: bool) -> bool:
     """Whether a failed attempt ends the retries: a client error, or no attempts left."""
     return not retryable or failures_after >= max_attempts

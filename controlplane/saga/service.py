@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -11,12 +10,13 @@ import consul.aio
 
 from controlplane.consul.client import split_address
 from controlplane.errors import ConsulUnavailable, DomainError
+from controlplane.interceptors import ClientPolicy
 from controlplane.registry.cache import InstanceCache
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.definitions import load_definitions_file
 from controlplane.saga.eventstore import EventStore, GroupCommitter
-from controlplane.saga.eventstore.txn import run_txn
-from controlplane.saga.invoker import Invoker, cache_resolver, participant_channel
+from controlplane.saga.eventstore.txn_client import TxnClient
+from controlplane.saga.invoker import Invoker, cache_resolver
 from controlplane.saga.leases import Leases
 from controlplane.saga.orchestrator import Orchestrator
 from controlplane.saga.projections import SagasByStatus
@@ -39,6 +39,7 @@ class SagaService:
     invoker: Invoker
     definitions: DefinitionStore
     clients: list[consul.aio.Consul]
+    txn_client: TxnClient
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -57,8 +58,9 @@ class SagaService:
         blocking = consul.aio.Consul(host=host, port=port, connections_limit=2000,
                                      connections_timeout=settings.watch_wait + consul_timeout + 5.0)
         prefix = settings.kv_prefix if settings.kv_prefix.endswith("/") else settings.kv_prefix + "/"
+        txn_client = TxnClient(host, port, timeout=consul_timeout)
         committer = GroupCommitter(
-            functools.partial(run_txn, client),
+            txn_client.run,
             window=settings.group_commit_window,
             max_ops=settings.group_commit_max_ops,
             max_inflight=settings.group_commit_max_inflight,
@@ -72,12 +74,12 @@ class SagaService:
         leases = Leases(client, blocking, prefix, replica_id, session_ttl=settings.session_ttl,
                         liveness_ttl=settings.liveness_ttl, backoff=settings.consul_backoff,
                         watch_wait=settings.watch_wait)
-        invoker = Invoker(cache_resolver(cache),
-                          functools.partial(participant_channel, policy_json=settings.participant_policy))
+        policy = ClientPolicy.from_json(settings.participant_policy) if settings.participant_policy else None
+        invoker = Invoker(cache_resolver(cache), policy=policy)
         orchestrator = Orchestrator(repository, definitions, invoker, leases, settings)
         await orchestrator.start()
         service = cls(settings, SagaServicer(orchestrator, repository, definitions, projection), orchestrator,
-                      store, committer, invoker, definitions, [client, blocking])
+                      store, committer, invoker, definitions, [client, blocking], txn_client)
         if settings.definitions_file:
             service._tasks.append(asyncio.get_running_loop().create_task(
                 service._register_file(definitions, settings.definitions_file), name="saga-definitions-file"))
@@ -110,5 +112,6 @@ class SagaService:
         await self.store.stop()
         await self.definitions.stop()
         await self.invoker.close()
+        await self.txn_client.close()
         for client in self.clients:
             await client.close()

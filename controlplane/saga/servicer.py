@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import json_format
 
 from controlplane.errors import NotFoundError, ValidationError, maps_domain_errors
 from controlplane.saga import convert
@@ -76,11 +76,12 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         if not request.definition_name:
             raise ValidationError.single("definition_name", "required: the saga definition to run")
         definition = await self._definitions.get(request.definition_name, request.definition_version)
-        saga_input = json_format.MessageToDict(request.input)
+        saga_input = convert.from_struct(request.input)
         state, created = await self._orchestrator.start_saga(
             saga_id, definition, saga_input, request.definition_version, _trace_id(context)
         )
-        return saga_pb2.StartSagaResponse(saga=convert.saga_to_proto(state), created=created)
+        saga = convert.saga_to_proto(state, request.input if created else None)
+        return saga_pb2.StartSagaResponse(saga=saga, created=created)
 
     @maps_domain_errors
     async def GetSaga(self, request: saga_pb2.GetSagaRequest, context: grpc.aio.ServicerContext
@@ -106,12 +107,13 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         yield saga_pb2.WatchSagaResponse(saga=wire.message)
         if state.terminal:
             return
-        async for recorded in self._repo.store.subscribe(request.saga_id, state.version):
-            apply(state, recorded.event)
-            yield saga_pb2.WatchSagaResponse(event=convert.event_to_proto(recorded),
-                                             saga=wire.update(state, recorded.event))
-            if state.terminal:
-                return
+        async with contextlib.aclosing(self._repo.store.subscribe(request.saga_id, state.version)) as events:
+            async for recorded in events:
+                apply(state, recorded.event)
+                yield saga_pb2.WatchSagaResponse(event=convert.event_to_proto(recorded),
+                                                 saga=wire.update(state, recorded.event))
+                if state.terminal:
+                    return
 
     @maps_domain_errors
     async def AbortSaga(

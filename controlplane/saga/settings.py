@@ -42,6 +42,10 @@ class SagaSettings:
     definitions_file: str = ""
     # JSON of controlplane.interceptors.ClientPolicy for calls to participants; "" = its defaults.
     participant_policy: str = ""
+    # A compensation refused by an open circuit breaker (the call never left this process) waits until
+    # the breaker lets a trial call through instead of spending an attempt, for at most this many
+    # seconds in all; refusals after that count as failed attempts. 0: refusals always count.
+    compensation_breaker_wait: float = 60.0
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -65,6 +69,8 @@ class SagaSettings:
         flag("retry-max", float, d.consul_backoff.maximum, "longest pause, in seconds, between Consul retries")
         flag("definitions", str, d.definitions_file, "YAML/JSON file of saga definitions to register at start")
         flag("participant-policy", str, d.participant_policy, "JSON ClientPolicy for calls to participants")
+        flag("compensation-breaker-wait", float, d.compensation_breaker_wait,
+             "seconds a compensation may wait in all for open circuit breakers before refusals count as failures")
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> SagaSettings:
@@ -81,4 +87,5 @@ class SagaSettings:
             consul_backoff=Backoff(initial=min(0.05, args.saga_retry_max), maximum=args.saga_retry_max),
             definitions_file=args.saga_definitions,
             participant_policy=args.saga_participant_policy,
+            compensation_breaker_wait=args.saga_compensation_breaker_wait,
         )

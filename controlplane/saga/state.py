@@ -92,6 +92,11 @@ class StepProgress:
         """Attempts that ended in an error (unrecorded outcomes are not failures)."""
         return sum(1 for a in self.attempts_of(compensation) if a.code not in ("", "OK", UNKNOWN_OUTCOME))
 
+    def earlier_outcome_unknown(self) -> bool:
+        """Whether an earlier attempt of the action may have taken effect: the last failure left its
+        outcome unknown, or an attempt's outcome was never recorded."""
+        return self.outcome_unknown or any(a.code == UNKNOWN_OUTCOME for a in self.attempts_of(False))
+
     def last_finished_at(self, compensation: bool) -> float | None:
         done = [a.finished_at for a in self.attempts_of(compensation) if a.finished_at is not None]
         return max(done) if done else None
@@ -99,7 +104,12 @@ class StepProgress:
 
 @dataclass
 class SagaState:
-    """Everything known about one saga at stream version `version`."""
+    """Everything known about one saga at stream version `version`.
+
+    `input`, `data` and the steps' `response` are JSON values that are never changed in place, only
+    replaced (`templates.assigned` copies just the path it sets): states, their clones and the events
+    they were folded from share them, so a transition costs no deep copy.
+    """
 
     saga_id: str
     definition_name: str = ""
@@ -123,14 +133,14 @@ class SagaState:
 
     def clone(self) -> SagaState:
         """An independent copy, for folding new events into. Much cheaper than copy.deepcopy: the fold
-        replaces `input` and step responses wholesale and mutates only steps, attempts, errors and data."""
+        mutates only steps, attempts and errors; JSON values are replaced, never changed (see above)."""
         return SagaState(
             saga_id=self.saga_id,
             definition_name=self.definition_name,
             definition_version=self.definition_version,
             status=self.status,
             input=self.input,
-            data=_copy_json(self.data),
+            data=self.data,
             current_step=self.current_step,
             steps=[StepProgress(s.name, s.status, [Attempt(a.attempt, a.compensation, a.started_at, a.finished_at,
                                                            a.code, a.error, a.replica) for a in s.attempts],
@@ -173,14 +183,6 @@ def evolve(state: SagaState, events: Iterable[Event]) -> SagaState:
     return new
 
 
-def _copy_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
-    return value
-
-
 def apply(state: SagaState, event: Event) -> None:
     """Fold one event into `state`, in place."""
     handler = _HANDLERS.get(event.type)
@@ -194,8 +196,8 @@ def _started(state: SagaState, event: Event) -> None:
     d = event.data
     state.definition_name = d["definition_name"]
     state.definition_version = int(d["definition_version"])
-    state.input = _copy_json(dict(d.get("input") or {}))
-    state.data = _copy_json(state.input)
+    state.input = dict(d.get("input") or {})
+    state.data = state.input  # until a step's response adds to it (a new object then)
     state.steps = [StepProgress(name=name) for name in d["steps"]]
     state.created_at = event.at
     state.deadline = d.get("deadline")
@@ -241,10 +243,10 @@ def _step_succeeded(state: SagaState, event: Event) -> None:
     step = state.steps[event.step]
     _finish(step, event, False, "OK")
     step.status = StepStatus.SUCCEEDED
-    step.response = _copy_json(dict(event.data.get("response") or {}))
+    step.response = dict(event.data.get("response") or {})
     step.outcome_unknown = False
     for path, value in (event.data.get("data") or {}).items():
-        templates.assign(state.data, path, _copy_json(value))
+        state.data = templates.assigned(state.data, path, value)
 
 
 def _step_failed(state: SagaState, event: Event) -> None:

@@ -7,7 +7,6 @@ goes to which saga data path.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -43,13 +42,16 @@ def split_data_path(path: str) -> list[str]:
 
 
 def render(template: Any, data: Mapping[str, Any]) -> Any:
-    """The template with every "$.path" replaced by the saga data there (TemplateError if missing)."""
+    """The template with every "$.path" replaced by the saga data there (TemplateError if missing).
+
+    Referenced values are shared with `data`, not copied: treat the result as read-only.
+    """
     if isinstance(template, Mapping):
         return {key: render(value, data) for key, value in template.items()}
     if isinstance(template, list):
         return [render(value, data) for value in template]
     if is_reference(template):
-        return copy.deepcopy(lookup(data, template))
+        return lookup(data, template)
     return template
 
 
@@ -62,16 +64,21 @@ def lookup(data: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def assign(data: dict[str, Any], path: str, value: Any) -> None:
-    """Set the saga data at `path`, creating intermediate objects."""
+def assigned(data: Mapping[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """The saga data with `path` set to `value`, creating intermediate objects.
+
+    `data` is left as it is: only the objects along the path are copied, the rest is shared, so saga
+    data can be treated as an immutable value (see SagaState).
+    """
     parts = split_data_path(path)
-    node = data
+    top = dict(data)
+    node = top
     for part in parts[:-1]:
         child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
+        node[part] = dict(child) if isinstance(child, Mapping) else {}
+        node = node[part]
     node[parts[-1]] = value
+    return top
 
 
 def extract(response: Mapping[str, Any], field_path: str) -> tuple[bool, Any]:
@@ -85,10 +92,10 @@ def extract(response: Mapping[str, Any], field_path: str) -> tuple[bool, Any]:
 
 
 def map_response(response: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
-    """{data path: value} for every mapped response field that is present."""
+    """{data path: value} for every mapped response field that is present (values shared with `response`)."""
     added: dict[str, Any] = {}
     for data_path, field_path in mapping.items():
         found, value = extract(response, field_path)
         if found:
-            added[data_path.removeprefix("$.")] = copy.deepcopy(value)
+            added[data_path.removeprefix("$.")] = value
     return added

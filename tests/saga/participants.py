@@ -8,6 +8,7 @@ Behaviour is steered by the order id, so one definition covers every scenario:
   nostock-*   Reserve fails FAILED_PRECONDITION (nothing to compensate for that step)
   stuck-*     Release always fails UNAVAILABLE (the compensation cannot succeed)
   flaky-*     the first two Charge calls fail UNAVAILABLE before reaching the handler
+  down-*      every Charge call fails UNAVAILABLE before reaching the handler (Refund works)
   reject-*    ConfirmOrder fails FAILED_PRECONDITION
   slow-*      every call sleeps `slow_seconds` first
 amount_cents above 100000 makes Charge fail FAILED_PRECONDITION ("card declined").
@@ -85,6 +86,8 @@ def _front(op: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             self.faults.delay(request.order_id)
             if op == "charge" and request.order_id.startswith("flaky-") and n <= 2:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "payment gateway briefly unavailable")
+            if op == "charge" and request.order_id.startswith("down-"):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "payment gateway down")
             return handler(self, request, context)
 
         return front

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from controlplane.consul.client import split_address
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.errors import ConflictError
 from controlplane.saga.eventstore import Event, EventStore, GroupCommitter
-from controlplane.saga.eventstore.txn import run_txn
+from controlplane.saga.eventstore.txn_client import TxnClient
 from controlplane.saga.projections import SagasByStatus
 from controlplane.saga.repository import SagaRepository, fold_slice
 from controlplane.saga.state import EventType, SagaStatus
@@ -29,13 +28,15 @@ async def event_store(agent: LocalConsul, window: float = 0.002) -> AsyncIterato
     host, port = split_address(agent.http_addr)
     client = consul.aio.Consul(host=host, port=port, connections_timeout=5)
     blocking = consul.aio.Consul(host=host, port=port, connections_timeout=20)
-    committer = GroupCommitter(functools.partial(run_txn, client), window=window).start()
+    txn_client = TxnClient(host, port)
+    committer = GroupCommitter(txn_client.run, window=window).start()
     store = EventStore(client, blocking, committer, f"test-es-{uuid.uuid4().hex[:8]}/", watch_wait=5)
     try:
         yield store
     finally:
         await store.stop()
         await committer.stop()
+        await txn_client.close()
         await client.close()
         await blocking.close()
 

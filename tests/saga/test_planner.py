@@ -7,7 +7,7 @@ from typing import Any
 from controlplane.saga.convert import SagaWire, saga_to_proto
 from controlplane.saga.definitions import compile_definition
 from controlplane.saga.eventstore import Event
-from controlplane.saga.planner import Call, Finish, Sleep, plan
+from controlplane.saga.planner import BREAKER_MARGIN, HALF_OPEN_RETRY, Call, Finish, Sleep, breaker_wait, plan
 from controlplane.saga.state import EventType, SagaState, SagaStatus, StepStatus, apply, evolve
 from tests.saga.sagas import order_definition
 
@@ -104,6 +104,43 @@ def test_a_compensation_that_gives_up_leaves_the_saga_needing_attention() -> Non
     assert decided.effect == Finish()
     assert ended.status == SagaStatus.NEEDS_ATTENTION
     assert len(ended.errors) == 3
+
+
+def test_folding_a_response_into_the_data_leaves_earlier_states_as_they_were() -> None:
+    first = after(started(), (EventType.STEP_STARTED, {"step": 0, "attempt": 1}),
+                  (EventType.STEP_SUCCEEDED, {"step": 0, "attempt": 1, "response": {}, "data": {"a.b": 1}}))
+    second = after(first, (EventType.STEP_STARTED, {"step": 1, "attempt": 1}),
+                   (EventType.STEP_SUCCEEDED, {"step": 1, "attempt": 1, "response": {}, "data": {"a.c": 2}}))
+
+    assert first.data == {"order_id": "o1", "a": {"b": 1}}
+    assert second.data == {"order_id": "o1", "a": {"b": 1, "c": 2}}
+    assert started().data == started().input == {"order_id": "o1"}
+
+
+def test_an_attempt_refused_locally_keeps_what_earlier_attempts_left_unknown() -> None:
+    timed_out = after(started(), *failed(0, 1, "DEADLINE_EXCEEDED", final=False, unknown=True),
+                      (EventType.STEP_STARTED, {"step": 0, "attempt": 2}))
+    interrupted = after(started(), (EventType.STEP_STARTED, {"step": 0, "attempt": 1}),
+                        (EventType.STEP_STARTED, {"step": 0, "attempt": 2}))
+    declined = after(started(), *failed(0, 1, "FAILED_PRECONDITION", final=False, unknown=False),
+                     (EventType.STEP_STARTED, {"step": 0, "attempt": 2}))
+
+    assert timed_out.steps[0].earlier_outcome_unknown()
+    assert interrupted.steps[0].earlier_outcome_unknown()  # attempt 1's outcome was never recorded
+    assert not declined.steps[0].earlier_outcome_unknown()
+    assert not started().steps[0].earlier_outcome_unknown()
+
+
+def test_a_compensation_refused_by_an_open_breaker_waits_until_a_trial_call_is_allowed() -> None:
+    assert breaker_wait(retry_after=2.5, waited=0.0, budget=60.0) == 2.5 + BREAKER_MARGIN
+    assert breaker_wait(retry_after=None, waited=0.0, budget=60.0) == HALF_OPEN_RETRY  # half-open, trials taken
+    assert breaker_wait(retry_after=0.0, waited=59.0, budget=60.0) == BREAKER_MARGIN
+
+
+def test_a_refusal_counts_as_a_failed_attempt_once_the_wait_would_pass_the_budget() -> None:
+    assert breaker_wait(retry_after=9.9, waited=55.0, budget=60.0) is None
+    assert breaker_wait(retry_after=None, waited=60.0, budget=60.0) is None
+    assert breaker_wait(retry_after=0.5, waited=0.0, budget=0.0) is None
 
 
 def test_passing_the_deadline_aborts_and_compensates_at_once() -> None:

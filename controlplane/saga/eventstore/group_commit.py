@@ -15,7 +15,6 @@ append is retried on its own, so each gets its own answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -60,7 +59,7 @@ class GroupCommitter:
         self._pending: deque[_Member] = deque()
         self._pending_ops = 0
         self._arrived = asyncio.Event()
-        self._full = asyncio.Event()
+        self._flush: asyncio.Future[None] | None = None  # resolved when the window ends or a batch is full
         self._slots = asyncio.Semaphore(max_inflight)
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -100,15 +99,22 @@ class GroupCommitter:
         self._pending_ops += len(ops)
         self._arrived.set()
         if self._pending_ops >= self._max_ops:
-            self._full.set()
+            _settle(self._flush)
         return await member.done
 
     async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._arrived.wait()
             if self._window > 0 and self._pending_ops < self._max_ops:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._window)
+                # A future and a timer rather than asyncio.wait_for, which costs a task per batch.
+                flush = self._flush = loop.create_future()
+                timer = loop.call_later(self._window, _settle, flush)
+                try:
+                    await flush
+                finally:
+                    timer.cancel()
+                    self._flush = None
             await self._slots.acquire()
             batch = self._take()
             if not batch:
@@ -129,8 +135,6 @@ class GroupCommitter:
                 batch.append(member)
         if not self._pending:
             self._arrived.clear()
-        if self._pending_ops < self._max_ops:
-            self._full.clear()
         return batch
 
     async def _commit_and_release(self, batch: list[_Member]) -> None:
@@ -196,6 +200,11 @@ class GroupCommitter:
                 owners[i] = "concurrent change: " + "; ".join(hit)
             start = end
         return owners
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _describe(result: TxnResult) -> str:

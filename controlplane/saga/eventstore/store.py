@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -41,7 +41,7 @@ from controlplane.saga.eventstore.txn import MAX_OPS, Op, cas_op, decode, get_op
 from controlplane.watch import Backoff, BlockingQueryWatch
 
 HEAD_CACHE_SIZE = 50_000
-RECENT_EVENTS = 32  # events kept in memory per stream written here, so subscribers need not read them
+RECENT_EVENTS = 32  # events kept in memory per subscribed stream written here, so subscribers need not read them
 LOCAL_RECHECK = 1.0  # seconds a subscriber of a stream written here waits before checking where it stands
 RANGE_READ_THRESHOLD = 256  # longer reads list the stream's prefix instead of getting keys one by one
 
@@ -74,10 +74,14 @@ class EventStore:
         self._local_window = local_window
         self._heads: OrderedDict[str, StreamHead] = OrderedDict()
         self._watches: dict[str, tuple[BlockingQueryWatch[Any], list[int]]] = {}
-        # Streams this process appended to: when, their latest events, and who waits for more.
+        # Streams this process appended to (when, oldest first), and who waits for more of them.
         self._written: OrderedDict[str, float] = OrderedDict()
-        self._recent: dict[str, list[RecordedEvent]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # The latest events of streams someone here subscribes to (how many subscribers each), so a
+        # subscriber gets what was just appended without asking Consul. Only those: kept for every
+        # stream, they would pile up and make each full garbage collection (and so tail latency) worse.
+        self._subscribers: Counter[str] = Counter()
+        self._recent: dict[str, list[RecordedEvent]] = {}
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -158,13 +162,18 @@ class EventStore:
     # -- in-process fan-out of this process's appends ------------------------------------------
 
     def _publish(self, stream: str, recorded: list[RecordedEvent]) -> None:
-        self._written[stream] = time.monotonic()
-        self._written.move_to_end(stream)
-        recent = self._recent.get(stream, []) + recorded
-        self._recent[stream] = recent[-RECENT_EVENTS:]
-        while len(self._written) > HEAD_CACHE_SIZE:
-            old, _ = self._written.popitem(last=False)
-            self._recent.pop(old, None)
+        now = time.monotonic()
+        written = self._written
+        written[stream] = now
+        written.move_to_end(stream)
+        if stream in self._subscribers:
+            recent = self._recent.get(stream)
+            self._recent[stream] = (recent + recorded)[-RECENT_EVENTS:] if recent else recorded
+        while written:  # streams not written for `local_window` are followed in Consul again
+            old, at = next(iter(written.items()))
+            if now - at < self._local_window and len(written) <= HEAD_CACHE_SIZE:
+                break
+            del written[old]
         self._wake(stream)
 
     def _forget_written(self, stream: str) -> None:
@@ -183,16 +192,19 @@ class EventStore:
         return at is not None and time.monotonic() - at < self._local_window
 
     async def _next_local_change(self, stream: str, timeout: float) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiters.setdefault(stream, []).append(waiter)
+        timer = loop.call_later(timeout, _settle, waiter)  # cheaper than asyncio.wait_for's task
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            pass
+            await waiter
         finally:
+            timer.cancel()
             waiters = self._waiters.get(stream)
             if waiters and waiter in waiters:
                 waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[stream]
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -271,21 +283,29 @@ class EventStore:
     # -- subscriptions --------------------------------------------------------------------------
 
     async def subscribe(self, stream: str, from_version: int = 0) -> AsyncIterator[RecordedEvent]:
-        """Every event after `from_version`, then each new one as it is appended, until cancelled."""
+        """Every event after `from_version`, then each new one as it is appended, until cancelled
+        (or closed: use `contextlib.aclosing` when leaving early)."""
         last = from_version
-        while True:
-            if self.written_here(stream):
-                head = self._heads.get(stream)
-                if head is not None and head.version > last:
-                    for recorded in await self.read(stream, last, head.version):
-                        yield recorded
-                        last = recorded.version
+        self._subscribers[stream] += 1
+        try:
+            while True:
+                if self.written_here(stream):
+                    head = self._heads.get(stream)
+                    if head is not None and head.version > last:
+                        for recorded in await self.read(stream, last, head.version):
+                            yield recorded
+                            last = recorded.version
+                        continue
+                    await self._next_local_change(stream, LOCAL_RECHECK)
                     continue
-                await self._next_local_change(stream, LOCAL_RECHECK)
-                continue
-            async for recorded in self._follow_in_consul(stream, last):
-                yield recorded
-                last = recorded.version
+                async for recorded in self._follow_in_consul(stream, last):
+                    yield recorded
+                    last = recorded.version
+        finally:
+            self._subscribers[stream] -= 1
+            if self._subscribers[stream] <= 0:
+                del self._subscribers[stream]
+                self._recent.pop(stream, None)
 
     async def _follow_in_consul(self, stream: str, last: int) -> AsyncIterator[RecordedEvent]:
         """Events after `last` as Consul reports them, until this process starts writing the stream."""
@@ -366,6 +386,11 @@ class EventStore:
         watches, self._watches = list(self._watches.values()), {}
         for watch, _ in watches:
             await watch.stop()
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _ms(seconds: float) -> str:

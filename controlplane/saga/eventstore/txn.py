@@ -33,9 +33,12 @@ def _kv(verb: str, key: str, **fields: Any) -> Op:
     return {"KV": {"Verb": verb, "Key": key, **fields}}
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(value: Any) -> str:
     """JSON, base64-encoded, as transaction values are."""
-    return base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode()
+    return base64.b64encode(_compact(value).encode()).decode()
 
 
 def decode(value: str | bytes | None) -> Any:
@@ -101,6 +104,11 @@ async def run_txn(client: consul.aio.Consul, ops: Sequence[Op]) -> TxnResult:
     code, body = await consul_call(
         client.http.put(answer, "/v1/txn", data=json.dumps(list(ops))), what="transaction"
     )
+    return txn_result(code, body)
+
+
+def txn_result(code: int, body: str | bytes) -> TxnResult:
+    """The outcome of a /v1/txn answer with HTTP status `code`; raises as `run_txn` describes."""
     if code == 200:
         parsed = json.loads(body)
         return TxnResult(True, results=[r.get("KV", {}) for r in parsed.get("Results") or []])
@@ -109,5 +117,9 @@ async def run_txn(client: consul.aio.Consul, ops: Sequence[Op]) -> TxnResult:
         errors = [TxnError(int(e.get("OpIndex", -1)), str(e.get("What", ""))) for e in parsed.get("Errors") or []]
         return TxnResult(False, errors=errors)
     if code >= 500:
-        raise ConsulUnavailable(f"Consul failed a transaction: {code} {body.strip()}")
-    raise TxnRejected(f"Consul rejected a transaction: {code} {body.strip()}")
+        raise ConsulUnavailable(f"Consul failed a transaction: {code} {_text(body)}")
+    raise TxnRejected(f"Consul rejected a transaction: {code} {_text(body)}")
+
+
+def _text(body: str | bytes) -> str:
+    return (body.decode(errors="replace") if isinstance(body, bytes) else body).strip()

@@ -168,8 +168,20 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU time (seconds, all CPUs) the whole machine has spent busy so far; None when /proc cannot tell."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class CpuMeter:
-    """CPU time used by named processes between `start()` and `stop()`."""
+    """CPU time used by named processes, and by everything else on the machine, between `start()` and
+    `stop()`. Other load (another test run, say) makes a run's figures meaningless: it is shown too."""
+
+    OTHERS = "others"
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = pids
@@ -178,20 +190,30 @@ class CpuMeter:
         self.used: dict[str, float | None] = {}  # seconds of CPU
         self.wall = 0.0
 
+    def _sample(self) -> dict[str, float | None]:
+        return {**{name: cpu_seconds(pid) for name, pid in self.pids.items()}, self.OTHERS: machine_busy_seconds()}
+
     def start(self) -> None:
         self._began = time.monotonic()
-        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._start = self._sample()
 
     def stop(self) -> None:
         self.wall = time.monotonic() - self._began
-        for name, pid in self.pids.items():
-            now, then = cpu_seconds(pid), self._start.get(name)
+        for name, now in self._sample().items():
+            then = self._start.get(name)
             self.used[name] = now - then if now is not None and then is not None else None
+        ours = [self.used[name] for name in self.pids]
+        machine = self.used[self.OTHERS]
+        self.used[self.OTHERS] = (max(0.0, machine - sum(u for u in ours if u is not None))
+                                  if machine is not None and None not in ours else None)
 
     def share(self, name: str) -> str:
         """CPU use of `name` as a percentage of one CPU."""
         used = self.used.get(name)
         return f"{100 * used / self.wall:.0f}%" if used is not None and self.wall else "-"
+
+    def shares(self) -> str:
+        return " / ".join(self.share(name) for name in [*self.pids, self.OTHERS])
 
 
 @dataclass
@@ -317,13 +339,13 @@ def report(steps: list[Step], raw_serial: float, raw_parallel: float, header: st
           f"1 writer {raw_serial:.0f} writes/s,  16 writers {raw_parallel:.0f} writes/s")
     print()
     print(f"{'offered':>9} {'achieved':>10} {'completed':>10} {'p50':>7} {'p99':>7}  {'client p50/p99':>15}  "
-          f"{'CPU/saga':>9}  CPU use: control plane / Consul / participants / bench client")
+          f"{'CPU/saga':>9}  CPU use: control plane / Consul / participants / bench client / others")
     print(f"{'sagas/s':>9} {'sagas/s':>10} {'':>10} {'ms':>7} {'ms':>7}  {'ms':>15}  {'ctl plane':>9}  "
           "(100% = one CPU)")
-    print("-" * 124)
+    print("-" * 133)
     for step in steps:
         client = f"{_ms(step.observed, 0.5)}/{_ms(step.observed, 0.99)}"
-        shares = " / ".join(step.cpu.share(name) for name in step.cpu.pids) if step.cpu else "-"
+        shares = step.cpu.shares() if step.cpu else "-"
         print(f"{step.offered:>9g} {step.achieved:>10.1f} {f'{step.completed}/{step.started}':>10} "
               f"{_ms(step.latencies, 0.5):>7} {_ms(step.latencies, 0.99):>7}  {client:>15}  {step.cpu_per_saga:>9}  "
               f"{shares}" + (f"   ({step.other} did not complete)" if step.other else ""))

@@ -383,6 +383,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="seconds each offered rate runs")
     parser.add_argument("--rates", default="100,150,200", help="offered sagas per second, comma-separated")
     parser.add_argument("--window", type=float, default=0.002, help="group-commit window, seconds")
+    parser.add_argument("--max-inflight", type=int, default=4, help="group-commit transactions in flight")
     parser.add_argument("--tracing", action="store_true",
                         help="let the control plane export its spans (to a JSON-lines file in the bench's temp dir)")
     parser.add_argument("--participants", metavar="CONTROL_PLANE", help=argparse.SUPPRESS)
@@ -405,7 +406,8 @@ def main() -> int:
         with open(workdir / "controlplane.log", "wb") as log:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "controlplane", "serve", "--listen", address, "--consul", agent.http_addr,
-                 "--saga-group-commit-window", str(args.window), "--saga-replica-id", "bench"],
+                 "--saga-group-commit-window", str(args.window),
+                 "--saga-group-commit-max-inflight", str(args.max_inflight), "--saga-replica-id", "bench"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         wait_serving(address, processes[0])
         participants = subprocess.Popen([sys.executable, __file__, "--participants", address], cwd=ROOT, env=env,
@@ -421,8 +423,9 @@ def main() -> int:
         steps = asyncio.run(run_steps(address, [float(r) for r in args.rates.split(",")], args.seconds, pids))
         report(steps, raw_serial, raw_parallel,
                f"saga bench: {platform.node()} ({os.cpu_count()} CPUs), Consul {agent.version().split()[-1]} "
-               f"(persistent, single node), group-commit window {args.window * 1000:g} ms, {args.seconds:g} s per "
-               f"rate, span export {'jsonl' if args.tracing else 'off'}")
+               f"(persistent, single node), group commit: {args.window * 1000:g} ms window, "
+               f"{args.max_inflight} in flight; {args.seconds:g} s per rate, "
+               f"span export {'jsonl' if args.tracing else 'off'}")
         return 0 if all(step.other == 0 and step.completed == step.started for step in steps) else 1
     finally:
         for process in reversed(processes):

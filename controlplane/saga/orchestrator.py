@@ -28,11 +28,10 @@ import grpc
 from controlplane.errors import AlreadyExistsError, ConflictError, ConsulUnavailable, NotFoundError, PreconditionError
 from controlplane.saga import planner, templates
 from controlplane.saga.definition_store import DefinitionStore
-from controlplane.saga.definitions import Definition
+from controlplane.saga.definitions import Definition, Step
 from controlplane.saga.eventstore import Event
 from controlplane.saga.invoker import IDEMPOTENCY_KEY, SAGA_ID_KEY, CallFailed, Invoker
 from controlplane.saga.leases import Leases
-from controlplane.saga.methods import MethodSpec
 from controlplane.saga.planner import Call, Effect, Finish, Sleep
 from controlplane.saga.repository import SagaRepository
 from controlplane.saga.settings import SagaSettings
@@ -302,8 +301,6 @@ class Orchestrator:
         """Perform one attempt; the event recording its outcome."""
         spec = definition.steps[call.step]
         compensation = call.compensation
-        method = spec.compensation if compensation else spec.action
-        assert method is not None
         template = spec.compensation_template if compensation else spec.request_template
         base = {"step": call.step, "attempt": call.attempt}
         metadata = [
@@ -312,8 +309,7 @@ class Orchestrator:
         ]
         try:
             payload = templates.render(template, state.data)
-            response = await self._send(saga_id, spec.name, spec.target_service, method, payload, call, metadata,
-                                        state.trace_id, breaker_waits)
+            response = await self._send(saga_id, spec, call, payload, metadata, state.trace_id, breaker_waits)
         except templates.TemplateError as exc:
             failure = CallFailed(grpc.StatusCode.INVALID_ARGUMENT, f"request template: {exc}")
         except CallFailed as exc:
@@ -339,15 +335,17 @@ class Orchestrator:
             "outcome_unknown": unknown,
         })]
 
-    async def _send(self, saga_id: str, step_name: str, service: str, method: MethodSpec, payload: Any, call: Call,
-                    metadata: list[tuple[str, str]], trace_id: str, breaker_waits: dict[int, float]) -> dict[str, Any]:
+    async def _send(self, saga_id: str, spec: Step, call: Call, payload: Any, metadata: list[tuple[str, str]],
+                    trace_id: str, breaker_waits: dict[int, float]) -> dict[str, Any]:
         """Call the participant. An action refused by an open circuit breaker fails at once; a compensation
         waits until the breaker lets a trial call through and tries again, without spending an attempt,
-        for at most `compensation_breaker_wait` seconds in all (`breaker_waits` keeps the tally)."""
+        for at most `compensation_breaker_wait` seconds in all (`breaker_waits`: seconds waited per step)."""
+        method = spec.compensation if call.compensation else spec.action
+        assert method is not None
         while True:
             try:
-                return await self._invoker.call(service, method, payload, timeout=call.timeout, metadata=metadata,
-                                                trace_id=trace_id)
+                return await self._invoker.call(spec.target_service, method, payload, timeout=call.timeout,
+                                                metadata=metadata, trace_id=trace_id)
             except CallFailed as exc:
                 if not (exc.refused and call.compensation):
                     raise
@@ -356,7 +354,7 @@ class Orchestrator:
                 if pause is None:
                     raise
                 log.info("saga %s: compensation of step %s waits %.2fs for a circuit breaker (%s)", saga_id,
-                         step_name, pause, exc.message)
+                         spec.name, pause, exc.message)
                 breaker_waits[call.step] = waited + pause
                 await asyncio.sleep(pause)
 

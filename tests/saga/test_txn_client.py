@@ -160,3 +160,22 @@ def test_a_connection_the_agent_closes_is_not_used_again_and_errors_are_translat
 
     assert run(scenario) == ["True", "TxnRejected", "ConsulUnavailable"]
     assert len(connections) == 2  # the first answer closed its connection
+
+
+def test_an_answer_that_is_not_http_is_unavailable() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+
+    async def scenario() -> None:
+        server, port = await serve(answer)
+        client = TxnClient("127.0.0.1", port, timeout=2)
+        try:
+            await client.run([set_op("k", 1)])
+        finally:
+            await client.close()
+            server.close()
+
+    with pytest.raises(ConsulUnavailable, match="not an HTTP answer"):
+        run(scenario)

@@ -169,11 +169,12 @@ class EventStore:
         if stream in self._subscribers:
             recent = self._recent.get(stream)
             self._recent[stream] = (recent + recorded)[-RECENT_EVENTS:] if recent else recorded
-        while written:  # streams not written for `local_window` are followed in Consul again
+        while written:  # streams not written for `local_window` are followed in Consul again...
             old, at = next(iter(written.items()))
             if now - at < self._local_window and len(written) <= HEAD_CACHE_SIZE:
                 break
             del written[old]
+            self._heads.pop(old, None)  # ...and mostly ended: the next append, if any, reads the head
         self._wake(stream)
 
     def _forget_written(self, stream: str) -> None:

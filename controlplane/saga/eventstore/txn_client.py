@@ -98,7 +98,10 @@ def _parse_response(buffer: bytearray, eof: bool) -> tuple[int, bytes, bool, int
             raise ValueError("Consul closed the connection in the middle of an answer")
         return None
     lines = bytes(buffer[:end]).split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
+    status_line = lines[0].split(b" ", 2)
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/"):
+        raise ValueError(f"not an HTTP answer: {lines[0][:80]!r}")
+    status = int(status_line[1])
     length: int | None = None
     chunked = close = False
     for line in lines[1:]:

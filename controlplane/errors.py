@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 
@@ -37,15 +37,35 @@ class DomainError(Exception):
         self.message = message
 
 
+# An error travels in gRPC trailing metadata (message and details), which clients cap at a few KiB:
+# a status lists at most MAX_VIOLATIONS violations and cuts long texts, however bad the request.
+MAX_VIOLATIONS = 10
+MAX_FIELD = 120
+MAX_DESCRIPTION = 300
+MAX_MESSAGE = 1000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ValidationError(DomainError):
-    """The request is malformed; nothing was changed."""
+    """The request is malformed; nothing was changed.
+
+    Keeps the first MAX_VIOLATIONS violations (texts cut to size) and says how many more there were.
+    """
 
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: list[FieldViolation], message: str | None = None) -> None:
-        self.violations = list(violations)
-        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        super().__init__(message or f"invalid request: {summary}")
+        kept = [FieldViolation(_cut(v.field, MAX_FIELD), _cut(v.description, MAX_DESCRIPTION))
+                for v in violations[:MAX_VIOLATIONS]]
+        if len(violations) > MAX_VIOLATIONS:
+            more = len(violations) - MAX_VIOLATIONS
+            kept.append(FieldViolation("", f"and {more} more problem{'s' if more > 1 else ''} not listed"))
+        self.violations = kept
+        summary = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in kept)
+        super().__init__(_cut(message or f"invalid request: {summary}", MAX_MESSAGE))
 
     @classmethod
     def single(cls, field: str, description: str) -> ValidationError:
@@ -72,6 +92,12 @@ class ConflictError(DomainError):
     code = grpc.StatusCode.ABORTED
 
 
+class LimitExceeded(DomainError):
+    """A documented limit (watches, sizes) would be passed; the request itself may be fine later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class ConsulUnavailable(DomainError):
     """Consul could not be reached or could not serve the request; retrying later may work."""
 
@@ -80,7 +106,7 @@ class ConsulUnavailable(DomainError):
 
 def grpc_status_for(error: DomainError) -> grpc.Status:
     """The rich gRPC status for a domain error (field violations included for validation errors)."""
-    status = status_pb2.Status(code=_CODE_VALUES[error.code], message=error.message)
+    status = status_pb2.Status(code=error.code.value[0], message=_cut(error.message, MAX_MESSAGE))
     if isinstance(error, ValidationError):
         detail = any_pb2.Any()
         detail.Pack(
@@ -109,15 +135,6 @@ def field_violations(error: grpc.RpcError) -> list[FieldViolation]:
     return found
 
 
-_CODE_VALUES: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND: code_pb2.NOT_FOUND,
-    grpc.StatusCode.ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
-    grpc.StatusCode.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
-    grpc.StatusCode.ABORTED: code_pb2.ABORTED,
-    grpc.StatusCode.UNAVAILABLE: code_pb2.UNAVAILABLE,
-    grpc.StatusCode.INTERNAL: code_pb2.INTERNAL,
-}
 
 
 def maps_domain_errors(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -77,6 +77,7 @@ class ControlPlane:
         self._saga = await SagaService.start(
             s.saga, consul_addr=s.consul_addr, consul_timeout=s.consul_timeout, cache=self._cache,
             replica_id=s.saga.replica_id or f"{socket.gethostname()}:{self.port}",
+            advertise=(_advertised_host(s.listen), self.port),
         )
         saga_pb2_grpc.add_SagaServiceServicer_to_server(self._saga.servicer, server)
         await self._set_serving(await _consul_reachable(client))
@@ -125,6 +126,12 @@ class ControlPlane:
             await self._saga.stop()
         for closer in self._closers:
             await closer.close()  # type: ignore[attr-defined]
+
+
+def _advertised_host(listen: str) -> str:
+    """The host part of a listen address, as other processes on the network reach it."""
+    host = listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
 
 
 async def _consul_reachable(client: object) -> bool:

@@ -30,17 +30,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane import names
 from controlplane.config.document import render_path
 from controlplane.errors import FieldViolation
 
 FLAGS_KEY = "flags"
 BUCKETS = 10_000
-FLAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+FLAG_NAME = names.FLAG.pattern
 _FLAG_FIELDS = frozenset({"enabled", "description", "rules", "rollout"})
 _RULE_FIELDS = frozenset({"match", "enabled"})
 
@@ -119,7 +119,7 @@ def check_flags(document: Mapping[str, Any], root: str = "content") -> list[Fiel
     problems: list[FieldViolation] = []
     for name, definition in flags.items():
         where = (FLAGS_KEY, name)
-        if not FLAG_NAME.match(name):
+        if not FLAG_NAME.fullmatch(name):
             problems.append(
                 FieldViolation(
                     render_path(where, root),

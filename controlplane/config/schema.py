@@ -10,8 +10,11 @@ length, enum) cannot be checked without resolving, so they are not reported at a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from jsonschema import validators
@@ -20,10 +23,19 @@ from jsonschema.protocols import Validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
+from controlplane.config import safe_regex
 from controlplane.config.document import SECRET, is_secret_ref, render_path, walk
 from controlplane.errors import FieldViolation
 
+safe_regex.install()
+
 MAX_DESCRIPTION = 300
+# Objects and arrays in one schema: bounds the cost of checking a schema and of validating with it.
+MAX_SCHEMA_NODES = 2000
+_DRAFTS = {
+    uri.rstrip("#"): cls
+    for uri, cls in validators._META_SCHEMAS.items()  # type: ignore[attr-defined]
+}
 _LOOP = "its references loop back to where they started without consuming any input (e.g. a $ref to itself)"
 # Keywords whose subschemas apply to the same instance: a cycle through them never ends.
 _SAME_INSTANCE_LISTS = ("allOf", "anyOf", "oneOf")
@@ -31,13 +43,24 @@ _SAME_INSTANCE_ONE = ("not", "if", "then", "else")
 
 
 def check_schema(schema: Mapping[str, Any], root: str = "schema") -> list[FieldViolation]:
-    """Every reason `schema` is not a usable JSON Schema, with paths under `root`."""
+    """Every reason `schema` is not a usable JSON Schema, with paths under `root`.
+
+    CPU-heavy for large schemas: call it through `off_loop` from asyncio code.
+    """
+    nodes = sum(1 for _, value in walk(schema) if isinstance(value, dict | list))
+    if nodes > MAX_SCHEMA_NODES:
+        return [FieldViolation(root, f"has {nodes} objects and arrays; at most {MAX_SCHEMA_NODES} are accepted")]
+    draft = schema.get("$schema")
+    if draft is not None and (not isinstance(draft, str) or draft.rstrip("#") not in _DRAFTS):
+        known = ", ".join(sorted(_DRAFTS))
+        return [FieldViolation(render_path(["$schema"], root), f"must name a JSON Schema draft ({known})")]
     cls = _validator_class(schema)
     meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
-    problems = [
-        FieldViolation(render_path(list(e.absolute_path), root), _shorten(e.message))
-        for e in sorted(meta.iter_errors(schema), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    try:
+        found = sorted(meta.iter_errors(schema), key=lambda e: list(map(str, e.absolute_path)))
+    except RecursionError:
+        return [FieldViolation(root, "nests too deep to check")]
+    problems = [FieldViolation(render_path(list(e.absolute_path), root), _describe_schema_error(e)) for e in found]
     if problems:
         return problems
     for path, value in walk(schema):
@@ -45,13 +68,19 @@ def check_schema(schema: Mapping[str, Any], root: str = "schema") -> list[FieldV
             problem = _local_ref_problem(schema, value["$ref"])
             if problem:
                 problems.append(FieldViolation(render_path([*path, "$ref"], root), problem))
-    if not problems and _loops(schema):
-        problems.append(FieldViolation(root, _LOOP))
+    try:
+        if not problems and _loops(schema):
+            problems.append(FieldViolation(root, _LOOP))
+    except RecursionError:
+        problems.append(FieldViolation(root, "its references chain too deep to check"))
     return problems
 
 
 def violations(schema: Mapping[str, Any], document: Any, root: str = "content") -> list[FieldViolation]:
-    """Every way `document` violates `schema`, each with its path under `root`; [] when it conforms."""
+    """Every way `document` violates `schema`, each with its path under `root`; [] when it conforms.
+
+    CPU-heavy for large documents: call it through `off_loop` from asyncio code.
+    """
     secrets = {path for path, value in walk(document) if is_secret_ref(value)}
     validator = _validator(schema)
     try:
@@ -85,12 +114,20 @@ def _describe(error: SchemaViolation, secret: bool) -> str:
     return _shorten(error.message)
 
 
+def _describe_schema_error(error: SchemaViolation) -> str:
+    if error.validator == "format" and error.validator_value == "regex" and isinstance(error.cause, re.error):
+        return _shorten(f"{error.instance!r:.80} is not a usable pattern: {error.cause}")
+    return _shorten(error.message)
+
+
 def _shorten(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
 def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
-    return validators.validator_for(schema, default=validators.Draft202012Validator)
+    draft = schema.get("$schema")
+    found = _DRAFTS.get(draft.rstrip("#")) if isinstance(draft, str) else None
+    return found or validators.Draft202012Validator
 
 
 def _validator(schema: Mapping[str, Any]) -> Validator:
@@ -102,12 +139,26 @@ def _validator(schema: Mapping[str, Any]) -> Validator:
 def _loops(schema: Mapping[str, Any]) -> bool:
     """True when following $ref and same-instance keywords from some subschema comes back to it."""
     state: dict[int, int] = {}  # id(node) -> 1 while being visited, 2 when done
+    anchors: dict[str, Any] = {}
+    for _, node in walk(schema):
+        if isinstance(node, dict):
+            for key in ("$anchor", "$dynamicAnchor"):
+                if isinstance(node.get(key), str):
+                    anchors.setdefault(node[key], node)
+            if isinstance(node.get("$id"), str) and node["$id"].startswith("#"):  # drafts 4-7 name anchors so
+                anchors.setdefault(node["$id"][1:], node)
 
     def same_instance(node: Mapping[str, Any]) -> list[Any]:
         found: list[Any] = []
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#") and _local_ref_problem(schema, ref) is None:
-            found.append(_resolve_pointer(schema, ref))
+        for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+            ref = node.get(key)
+            if not isinstance(ref, str) or not ref.startswith("#"):
+                continue
+            if ref == "#" or ref.startswith("#/"):
+                if _local_ref_problem(schema, ref) is None:
+                    found.append(_resolve_pointer(schema, ref))
+            else:
+                found.append(anchors.get(ref[1:]))
         for key in _SAME_INSTANCE_LISTS:
             items = node.get(key)
             if isinstance(items, list):
@@ -150,8 +201,19 @@ def _local_ref_problem(schema: Mapping[str, Any], ref: str) -> str | None:
         token = unquote(token).replace("~1", "/").replace("~0", "~")
         if isinstance(target, dict) and token in target:
             target = target[token]
-        elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
+        elif isinstance(target, list) and token.isascii() and token.isdigit() and int(token) < len(target):
             target = target[int(token)]
         else:
             return f"points at nothing in this schema: {ref!r}"
     return None
+
+
+T = TypeVar("T")
+# Schema checks run here, one at a time, so a heavy one never holds the event loop (the loop thread still
+# gets the interpreter every few milliseconds) and heavy requests queue behind each other, not beside.
+_CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-checks")
+
+
+async def off_loop(check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a CPU-heavy check (check_schema, violations...) off the event loop and await its result."""
+    return await asyncio.get_running_loop().run_in_executor(_CHECKS, lambda: check(*args, **kwargs))

@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from controlplane import names
 from controlplane.config.document import SECRET, is_secret_ref, render_path, walk
 from controlplane.errors import FieldViolation, PreconditionError
 
-REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,254}$")
+REFERENCE = names.SECRET.pattern
 DEFAULT_ENV_PREFIX = "CONTROLPLANE_SECRET_"
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,12 @@ def check_references(document: Any, root: str = "content") -> list[FieldViolatio
                 problems.append(
                     FieldViolation(render_path(path, root), 'a secret reference is exactly {"$secret": "<reference>"}')
                 )
-            elif not REFERENCE.match(value[SECRET]):
+            elif not REFERENCE.fullmatch(value[SECRET]):
                 problems.append(
                     FieldViolation(
                         render_path(path, root),
                         "secret references are 1..255 letters, digits, '_', '.', '/' or '-', "
-                        f"starting with a letter or digit, got {value[SECRET]!r}",
+                        f"starting with a letter or digit, got {names.shown(value[SECRET])}",
                     )
                 )
     return problems

@@ -7,13 +7,11 @@ WatchConfig streams follow a shared blocking-query watch per service (see watche
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import consul.aio
 import grpc
-from google.protobuf.message import DecodeError
 
 from controlplane.config import flags
 from controlplane.config import validation as v
@@ -25,7 +23,7 @@ from controlplane.config.store import ConfigStore
 from controlplane.config.watches import ConfigWatches
 from controlplane.config.wire import from_struct, timestamp, to_struct
 from controlplane.config.writer import ConfigWriter
-from controlplane.errors import FieldViolation, NotFoundError, ValidationError, grpc_status_for, maps_domain_errors
+from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
 from controlplane.v1 import config_pb2, config_pb2_grpc
 from controlplane.watch import Backoff
 
@@ -69,23 +67,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         return cls(store, watches, settings, secrets or EnvSecretProvider(prefix=settings.secret_env_prefix))
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Serve this servicer; a request protobuf cannot decode answers INVALID_ARGUMENT, not UNKNOWN."""
-        service = config_pb2.DESCRIPTOR.services_by_name["ConfigService"]
-        handlers = {}
-        for method in service.methods:
-            request_type = getattr(config_pb2, method.input_type.name)
-            response_type = getattr(config_pb2, method.output_type.name)
-            behaviour = _refusing_undecodable(getattr(self, method.name), method.server_streaming)
-            make = (
-                grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
-            )
-            handlers[method.name] = make(
-                behaviour,
-                request_deserializer=_tolerant(request_type.FromString),
-                response_serializer=response_type.SerializeToString,
-            )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-        server.add_registered_method_handlers(service.full_name, handlers)
+        config_pb2_grpc.add_ConfigServiceServicer_to_server(self, server)
 
     async def stop(self) -> None:
         """End every WatchConfig stream (they finish with OK; clients reconnect)."""
@@ -113,7 +95,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             v.check_service_name(request.service)
             + v.check_environment(request.environment)
             + v.check_text(request.author, "author", v.MAX_AUTHOR)
-            + v.check_text(request.message, "message", v.MAX_MESSAGE)
+            + v.check_text(request.message, "message", v.MAX_MESSAGE, multiline=True)
             + v.check_content(content, max_bytes=self._settings.max_layer_bytes, default_layer=not request.environment)
         )
         layer = await self._writer.set_layer(
@@ -156,7 +138,8 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         self, request: config_pb2.ListVersionsRequest, context: grpc.aio.ServicerContext
     ) -> config_pb2.ListVersionsResponse:
         _check_names(request.service, request.environment)
-        if request.page_token and not request.page_token.isdigit():
+        if request.page_token and not (request.page_token.isascii() and request.page_token.isdigit()
+                                       and len(request.page_token) <= 18):
             raise ValidationError.single("page_token", "must be a next_page_token from an earlier answer")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         below = int(request.page_token) if request.page_token else None
@@ -206,7 +189,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             v.check_service_name(request.service)
             + v.check_environment(request.environment)
             + v.check_text(request.author, "author", v.MAX_AUTHOR)
-            + v.check_text(request.message, "message", v.MAX_MESSAGE)
+            + v.check_text(request.message, "message", v.MAX_MESSAGE, multiline=True)
             + ([] if request.to_version else [FieldViolation("to_version", "required: the version to restore")])
         )
         layer = await self._writer.rollback(
@@ -318,48 +301,3 @@ def _version_info(entry: VersionEntry) -> config_pb2.VersionInfo:
     )
 
 
-class _Undecodable:
-    """Stands in for a request protobuf could not decode (e.g. a document nested too deep)."""
-
-    def __init__(self, error: DecodeError) -> None:
-        self.error = error
-
-
-def _tolerant(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def deserialize(data: bytes) -> Any:
-        try:
-            return decode(data)
-        except DecodeError as exc:
-            return _Undecodable(exc)
-
-    return deserialize
-
-
-def _undecodable_status(request: _Undecodable) -> grpc.Status:
-    return grpc_status_for(
-        ValidationError.single(
-            "request",
-            f"cannot be decoded ({request.error}); documents may nest objects and arrays at most {v.MAX_DEPTH} deep",
-        )
-    )
-
-
-def _refusing_undecodable(method: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-    if streaming:
-
-        @functools.wraps(method)
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if isinstance(request, _Undecodable):
-                await context.abort_with_status(_undecodable_status(request))
-            async for item in method(request, context):
-                yield item
-
-        return stream
-
-    @functools.wraps(method)
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Undecodable):
-            await context.abort_with_status(_undecodable_status(request))
-        return await method(request, context)
-
-    return unary

@@ -7,10 +7,10 @@ inside Consul's limits with a clear message instead of Consul's raw 413.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from controlplane import names
 from controlplane.config.document import (
     DELETE,
     SECRET,
@@ -21,12 +21,10 @@ from controlplane.config.document import (
     render_path,
 )
 from controlplane.config.document import walk as walk_document
-from controlplane.config.flags import FLAG_NAME
 from controlplane.config.secrets import check_references
 from controlplane.errors import FieldViolation, ValidationError
 from controlplane.registry.validation import check_service_name
 
-ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RESERVED_ENVIRONMENTS = frozenset({"default"})
 # Containers nested deeper than this cannot cross the wire: protobuf refuses to decode them.
 MAX_DEPTH = 32
@@ -51,29 +49,15 @@ def check_environment(name: str, field: str = "environment") -> list[FieldViolat
         return []
     if name in RESERVED_ENVIRONMENTS:
         return [FieldViolation(field, f"{name!r} is reserved: leave the environment empty for the default layer")]
-    if not ENVIRONMENT.match(name):
-        return [
-            FieldViolation(
-                field, f"must be 1..63 lowercase letters, digits or '-', starting with a letter, got {name!r}"
-            )
-        ]
-    return []
+    return names.ENVIRONMENT.check(name, field)
 
 
 def check_flag_name(name: str, field: str = "flag") -> list[FieldViolation]:
-    if not FLAG_NAME.match(name):
-        return [
-            FieldViolation(
-                field, f"must be 1..128 letters, digits, '_', '.' or '-', starting with a letter or digit, got {name!r}"
-            )
-        ]
-    return []
+    return names.FLAG.check(name, field)
 
 
-def check_text(value: str, field: str, limit: int) -> list[FieldViolation]:
-    if len(value) > limit:
-        return [FieldViolation(field, f"at most {limit} characters, got {len(value)}")]
-    return []
+def check_text(value: str, field: str, limit: int, *, multiline: bool = False) -> list[FieldViolation]:
+    return names.printable_text(value, field, limit, multiline=multiline)
 
 
 def check_shape(value: Mapping[str, Any], *, max_bytes: int, field: str) -> list[FieldViolation]:

@@ -61,7 +61,8 @@ class ConfigWriter:
             version = state.head + 1
             now = time.time()
             layer = Layer(environment, content, version, author, now, message)
-            _raise_violations(_document_violations(state.with_layer(layer), environment, state.schema))
+            _raise_violations(await schemas.off_loop(_document_violations, state.with_layer(layer), environment,
+                                                     state.schema))
             entry = VersionEntry(
                 version=version,
                 environment=environment,
@@ -106,13 +107,11 @@ class ConfigWriter:
         self, service: str, schema: Mapping[str, Any], *, expected_version: int, author: str
     ) -> SchemaRecord:
         """Replace the schema if it is at `expected_version` and every served document satisfies it."""
-        _raise_violations(schemas.check_schema(schema))
+        _raise_violations(await schemas.off_loop(schemas.check_schema, schema))
         for attempt in range(self._max_attempts):
             _, state = await self._store.load(service)
             _expect("schema", service, state.schema.version if state.schema else 0, expected_version)
-            problems = []
-            for env, document in state.served_documents().items():
-                problems += _prefixed(schemas.violations(schema, document.content, root=""), env)
+            problems = await schemas.off_loop(_served_violations, state, schema)
             if problems:
                 raise ValidationError(
                     problems,
@@ -152,6 +151,14 @@ def _document_violations(state: ServiceState, written: str, schema: SchemaRecord
             problems += [FieldViolation(_under("content", p.field), p.description) for p in found]
         else:
             problems += _prefixed(found, env)
+    return problems
+
+
+def _served_violations(state: ServiceState, schema: Mapping[str, Any]) -> list[FieldViolation]:
+    """How each document the service serves now violates `schema`, by environment."""
+    problems: list[FieldViolation] = []
+    for env, document in state.served_documents().items():
+        problems += _prefixed(schemas.violations(schema, document.content, root=""), env)
     return problems
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -9,9 +11,10 @@ import aiohttp
 import consul
 import consul.aio
 
-from controlplane.errors import ConsulUnavailable
+from controlplane.errors import ConsulUnavailable, DomainError, LimitExceeded, ValidationError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def split_address(http_addr: str) -> tuple[str, int]:
@@ -33,12 +36,37 @@ def connect(http_addr: str, *, request_timeout: float) -> consul.aio.Consul:
 
 
 async def consul_call(operation: Awaitable[T], *, what: str) -> T:
-    """Await a Consul request, turning transport failures and 5xx answers into ConsulUnavailable."""
+    """Await a Consul request, translating every failure into a domain error.
+
+    Transport failures and 5xx answers are ConsulUnavailable; 404 (NotFound) and 409 (a transaction
+    that failed its compare-and-set) are left to the caller. Another 4xx answer means the control plane let
+    through something Consul refuses (its checks should have caught it first): too large is
+    RESOURCE_EXHAUSTED, anything else INVALID_ARGUMENT, both in our words with Consul's reason cut short.
+    """
     try:
         return await operation
     except (TimeoutError, aiohttp.ClientError, consul.Timeout, OSError) as exc:
         raise ConsulUnavailable(f"Consul is unreachable ({what}): {type(exc).__name__} {exc}".strip()) from exc
-    except consul.ConsulException as exc:
-        if type(exc) is consul.ConsulException:  # 5xx: Consul itself is unhealthy (e.g. no leader)
-            raise ConsulUnavailable(f"Consul failed ({what}): {exc}") from exc
+    except consul.NotFound:
         raise
+    except consul.ConsulException as exc:
+        if str(exc).startswith("409 "):  # a transaction's compare-and-set failed: the caller knows what it means
+            raise
+        raise translate_refusal(str(exc), what) from exc
+
+
+_STATUS = re.compile(r"\A(\d{3}) ")
+_TOO_LARGE = (413, 431)
+
+
+def translate_refusal(answer: str, what: str) -> DomainError:
+    """The domain error for a Consul answer `"<status> <body>"` that is not a success."""
+    found = _STATUS.match(answer)
+    status = int(found.group(1)) if found else 500
+    reason = " ".join(answer[found.end():].split())[:160] if found else ""
+    if status in _TOO_LARGE or "too large" in reason.lower():
+        return LimitExceeded(f"the request is larger than Consul stores in one write ({what})")
+    if 400 <= status < 500:
+        log.warning("Consul refused %s: %s", what, reason)
+        return ValidationError.single("request", f"Consul refused it ({what}): {reason or status}")
+    return ConsulUnavailable(f"Consul failed ({what}): {status} {reason}".strip())

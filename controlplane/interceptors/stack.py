@@ -30,6 +30,7 @@ from controlplane.interceptors._config import from_mapping
 from controlplane.interceptors.breaker import BreakerConcern, BreakerPolicy, BreakerRegistry
 from controlplane.interceptors.bulkhead import BulkheadConcern, BulkheadPolicy, BulkheadRegistry
 from controlplane.interceptors.deadlines import DeadlineCapture, DeadlineConcern, DeadlinePolicy
+from controlplane.interceptors.decoding import AioRefuseUndecodable, RefuseUndecodable
 from controlplane.interceptors.retries import RetryPolicy
 from controlplane.interceptors.tracing import (
     TraceIdConcern,
@@ -164,10 +165,13 @@ def server_interceptors(
 ) -> list[grpc.ServerInterceptor]:
     """Interceptors for a sync server: `grpc.server(pool, interceptors=server_interceptors())`.
 
-    Server spans that continue the caller's trace, `x-trace-id` in every response's trailing metadata,
+    A request that cannot be decoded answers INVALID_ARGUMENT (not UNKNOWN or INTERNAL); server spans
+    that continue the caller's trace, `x-trace-id` in every response's trailing metadata,
     and the request's deadline captured as the budget of the calls its handler makes.
     """
-    interceptors: list[grpc.ServerInterceptor] = [otel_server_interceptor(tracer_provider)] if tracing else []
+    interceptors: list[grpc.ServerInterceptor] = [RefuseUndecodable()]
+    if tracing:
+        interceptors.append(otel_server_interceptor(tracer_provider))
     interceptors.append(ServerInterceptor(_server_concerns(tracing, clock)))
     return interceptors
 
@@ -179,7 +183,9 @@ def aio_server_interceptors(
     clock: Clock = time.monotonic,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Interceptors for a grpc.aio server: `grpc.aio.server(interceptors=aio_server_interceptors())`."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [otel_aio_server_interceptor(tracer_provider)] if tracing else []
+    interceptors: list[grpc.aio.ServerInterceptor] = [AioRefuseUndecodable()]
+    if tracing:
+        interceptors.append(otel_aio_server_interceptor(tracer_provider))
     interceptors.append(AioServerInterceptor(_server_concerns(tracing, clock)))
     return interceptors
 

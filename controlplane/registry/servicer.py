@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from controlplane.errors import ValidationError, maps_domain_errors
 from controlplane.registry import validation as v
@@ -14,6 +14,7 @@ from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, changes_between, visible
 from controlplane.registry.store import GrpcCheck, Registration, RegistryStore, TtlCheck
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
+from controlplane.wire_checks import duration_seconds
 
 # Consul refuses DeregisterCriticalServiceAfter below one minute, and runs checks at most once a second.
 MIN_DEREGISTER_AFTER = 60.0
@@ -30,7 +31,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.RegisterRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.RegisterResponse:
         registration = registration_from(request)
-        await self._store.register(registration)
+        await self._store.register(registration, replacing=bool(request.instance_id))
         return registry_pb2.RegisterResponse(instance=instance_to_proto(registration.instance))
 
     @maps_domain_errors
@@ -117,28 +118,36 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 def registration_from(request: registry_pb2.RegisterRequest) -> Registration:
     """The domain registration for a request, or ValidationError listing every problem."""
     problems = (
-        v.check_service_name(request.service)
+        v.check_client_service(request.service)
         + v.check_instance_id(request.instance_id, required=False)
         + v.check_address(request.address)
         + v.check_port(request.port)
+        + v.check_version(request.version)
         + v.check_tags(list(request.tags))
         + v.check_metadata(dict(request.metadata))
     )
+
+    def seconds(duration: duration_pb2.Duration, field: str) -> float:
+        value, found = duration_seconds(duration, field)
+        problems.extend(found)
+        return value
+
     check: GrpcCheck | TtlCheck = GrpcCheck()
     which = request.check.WhichOneof("kind")
     if which == "ttl":
-        ttl = _seconds(request.check.ttl.ttl) or TtlCheck().ttl
+        ttl = seconds(request.check.ttl.ttl, "check.ttl.ttl") or TtlCheck().ttl
         problems += v.check_duration(ttl, "check.ttl.ttl", 1.0, 86400.0)
         check = TtlCheck(ttl=ttl)
     elif which == "grpc":
-        interval = _seconds(request.check.grpc.interval) or GrpcCheck().interval
-        timeout = _seconds(request.check.grpc.timeout) or interval
+        interval = seconds(request.check.grpc.interval, "check.grpc.interval") or GrpcCheck().interval
+        timeout = seconds(request.check.grpc.timeout, "check.grpc.timeout") or interval
         problems += v.check_duration(interval, "check.grpc.interval", MIN_CHECK_INTERVAL, 3600.0)
         problems += v.check_duration(timeout, "check.grpc.timeout", 0.1, 3600.0)
+        problems += v.check_health_service(request.check.grpc.health_service, "check.grpc.health_service")
         check = GrpcCheck(interval=interval, timeout=timeout, health_service=request.check.grpc.health_service)
     deregister_after = None
     if request.check.HasField("deregister_critical_after"):
-        deregister_after = _seconds(request.check.deregister_critical_after)
+        deregister_after = seconds(request.check.deregister_critical_after, "check.deregister_critical_after")
         problems += v.check_duration(
             deregister_after, "check.deregister_critical_after", MIN_DEREGISTER_AFTER, 30 * 86400.0
         )
@@ -169,17 +178,18 @@ def instance_to_proto(instance: Instance) -> registry_pb2.Instance:
 
 
 def _filter_from(service: str, flt: registry_pb2.InstanceFilter) -> InstanceFilter:
-    _raise_if(v.check_service_name(service))
+    _raise_if(
+        v.check_service_name(service)
+        + v.check_version(flt.version, "filter.version")
+        + v.check_tags(list(flt.tags), "filter.tags")
+        + v.check_metadata(dict(flt.metadata), "filter.metadata")
+    )
     return InstanceFilter(version=flt.version, tags=frozenset(flt.tags), metadata=dict(flt.metadata))
 
 
 def _raise_if(problems: list[v.FieldViolation]) -> None:
     if problems:
         raise ValidationError(problems)
-
-
-def _seconds(duration: object) -> float:
-    return duration.seconds + duration.nanos / 1e9  # type: ignore[attr-defined]
 
 
 def _timestamp(unix_seconds: float) -> timestamp_pb2.Timestamp:

@@ -11,6 +11,7 @@ import consul.aio
 from controlplane.consul.client import consul_call
 from controlplane.errors import NotFoundError, PreconditionError
 from controlplane.registry.model import Health, Instance
+from controlplane.registry.validation import RESERVED_SERVICES
 
 VERSION_META_KEY = "cp-version"
 
@@ -72,8 +73,13 @@ class RegistryStore:
         self._consul = client
         self._blocking = blocking_client
 
-    async def register(self, reg: Registration) -> None:
+    async def register(self, reg: Registration, *, replacing: bool = False) -> None:
+        """Register (or, with the same instance id, replace) an instance. `replacing`: the client named the id,
+        so make sure it is not one of the control plane's own instances."""
         inst = reg.instance
+        if replacing:
+            services = await consul_call(self._consul.agent.services(), what="list agent services")
+            _refuse_reserved(services.get(inst.instance_id), inst.instance_id)
         meta = dict(inst.metadata)
         if inst.version:
             meta[VERSION_META_KEY] = inst.version
@@ -95,6 +101,7 @@ class RegistryStore:
         service = services.get(instance_id)
         if service is None:
             raise NotFoundError(f"no instance {instance_id!r} is registered")
+        _refuse_reserved(service, instance_id)
         return service
 
     async def deregister(self, instance_id: str) -> None:
@@ -134,6 +141,12 @@ class RegistryStore:
         return {
             name: (sorted(services[name] or []), instances) for name, (_, instances) in zip(names, found, strict=False)
         }
+
+
+def _refuse_reserved(service: dict[str, Any] | None, instance_id: str) -> None:
+    if service is not None and service.get("Service") in RESERVED_SERVICES:
+        raise PreconditionError(f"instance {instance_id!r} is the control plane's own ({service['Service']}); "
+                                "only the control plane changes it")
 
 
 def _instance_from(entry: dict[str, Any]) -> Instance:

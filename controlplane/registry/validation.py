@@ -6,58 +6,68 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 
+from controlplane import names
 from controlplane.errors import FieldViolation
 
-SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+    re.ASCII,
 )
-META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}", re.ASCII)
 RESERVED_META_PREFIXES = ("consul-", "cp-")
-MAX_META_PAIRS = 64
+# Consul allows 64 metadata pairs per service; the version takes one of them.
+MAX_META_PAIRS = 63
 MAX_META_VALUE = 512
 MAX_TAG = 255
+MAX_TAGS = 64
+MAX_VERSION = 128
+# Instances the control plane registers for itself; no client may deregister or replace them.
+RESERVED_SERVICES = frozenset({"controlplane-saga"})
 
 
 def check_service_name(name: str, field: str = "service") -> list[FieldViolation]:
-    if not name:
-        return [FieldViolation(field, "required: the service name")]
-    if not SERVICE_NAME.match(name):
-        return [
-            FieldViolation(
-                field,
-                "must be 1..63 lowercase letters, digits or '-', starting with a letter, got " + repr(name),
-            )
-        ]
-    return []
+    return names.SERVICE.check(name, field)
+
+
+def check_client_service(name: str, field: str = "service") -> list[FieldViolation]:
+    """A service name a client may register or deregister instances of."""
+    problems = check_service_name(name, field)
+    if not problems and name in RESERVED_SERVICES:
+        problems = [FieldViolation(field, f"{name!r} is the control plane's own service; it cannot be changed")]
+    return problems
 
 
 def check_instance_id(instance_id: str, field: str = "instance_id", required: bool = True) -> list[FieldViolation]:
-    if not instance_id:
-        return [FieldViolation(field, "required: the instance id")] if required else []
-    if not INSTANCE_ID.match(instance_id):
-        return [
-            FieldViolation(
-                field,
-                "must be 1..128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit, "
-                f"got {instance_id!r}",
-            )
-        ]
+    if not instance_id and required:
+        return [FieldViolation(field, "required: the instance id")]
+    return names.IDENTIFIER.check(instance_id, field, required=required)
+
+
+def check_version(version: str, field: str = "version") -> list[FieldViolation]:
+    if len(version) > MAX_VERSION or (version and not _VERSION.fullmatch(version)):
+        return [FieldViolation(field, f"must be at most {MAX_VERSION} letters, digits, '.', '_', '+' or '-', "
+                                      f"got {names.shown(version)}")]
     return []
+
+
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*", re.ASCII)
 
 
 def check_address(address: str, field: str = "address") -> list[FieldViolation]:
     if not address:
         return [FieldViolation(field, "required: an IP address or host name the instance is reachable at")]
     try:
-        ipaddress.ip_address(address)
-        return []
+        ip = ipaddress.ip_address(address)
     except ValueError:
-        pass
-    if HOSTNAME.match(address) and not address.replace(".", "").isdigit():
+        ip = None
+    if ip is not None:
+        if ip.is_unspecified or ip.is_multicast:
+            return [FieldViolation(field, f"must be an address the instance is reachable at, got {address!r} "
+                                          "(an unspecified or multicast address)")]
         return []
-    return [FieldViolation(field, f"must be an IP address or a DNS host name, got {address!r}")]
+    if HOSTNAME.fullmatch(address) and not address.replace(".", "").isdigit():
+        return []
+    return [FieldViolation(field, f"must be an IP address or a DNS host name, got {names.shown(address)}")]
 
 
 def check_port(port: int, field: str = "port") -> list[FieldViolation]:
@@ -67,27 +77,40 @@ def check_port(port: int, field: str = "port") -> list[FieldViolation]:
 
 
 def check_tags(tags: Sequence[str], field: str = "tags") -> list[FieldViolation]:
+    if len(tags) > MAX_TAGS:
+        return [FieldViolation(field, f"at most {MAX_TAGS} tags, got {len(tags)}")]
     problems = []
     for i, tag in enumerate(tags):
-        if not tag or len(tag) > MAX_TAG or any(c.isspace() for c in tag):
-            problems.append(FieldViolation(f"{field}[{i}]", f"must be 1..{MAX_TAG} characters without spaces"))
+        if not tag or len(tag) > MAX_TAG or not tag.isprintable() or any(c.isspace() for c in tag):
+            problems.append(FieldViolation(f"{field}[{i}]", f"must be 1..{MAX_TAG} printable characters without "
+                                                            "spaces"))
     return problems
 
 
 def check_metadata(metadata: Mapping[str, str], field: str = "metadata") -> list[FieldViolation]:
     problems = []
     if len(metadata) > MAX_META_PAIRS:
-        problems.append(FieldViolation(field, f"at most {MAX_META_PAIRS} pairs, got {len(metadata)}"))
+        return [FieldViolation(field, f"at most {MAX_META_PAIRS} pairs, got {len(metadata)}")]
     for key, value in sorted(metadata.items()):
-        if not META_KEY.match(key):
-            problems.append(FieldViolation(f"{field}[{key!r}]", "keys must be 1..128 letters, digits, '_' or '-'"))
+        where = f"{field}[{names.shown(key, 32)}]"
+        if not META_KEY.fullmatch(key):
+            problems.append(FieldViolation(where, "keys must be 1..128 letters, digits, '_' or '-'"))
         elif key.lower().startswith(RESERVED_META_PREFIXES):
-            problems.append(
-                FieldViolation(f"{field}[{key!r}]", f"keys starting with {RESERVED_META_PREFIXES} are reserved")
-            )
-        if len(value) > MAX_META_VALUE:
-            problems.append(FieldViolation(f"{field}[{key!r}]", f"values are at most {MAX_META_VALUE} characters"))
+            problems.append(FieldViolation(where, f"keys starting with {RESERVED_META_PREFIXES} are reserved"))
+        if len(value) > MAX_META_VALUE or not value.isprintable():
+            problems.append(FieldViolation(where, f"values are at most {MAX_META_VALUE} printable characters"))
     return problems
+
+
+def check_health_service(name: str, field: str) -> list[FieldViolation]:
+    """The service name Consul asks the instance's grpc.health.v1.Health about (empty: the server)."""
+    if name and not _HEALTH_SERVICE.fullmatch(name):
+        return [FieldViolation(field, f"must be a gRPC service name (letters, digits, '_' and '.', at most 255), "
+                                      f"got {names.shown(name)}")]
+    return []
+
+
+_HEALTH_SERVICE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,254}", re.ASCII)
 
 
 def check_duration(seconds: float, field: str, minimum: float, maximum: float) -> list[FieldViolation]:

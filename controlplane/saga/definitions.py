@@ -8,7 +8,6 @@ field the request type lacks, literal that cannot be built, response field that 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,19 @@ import yaml
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from controlplane import names
 from controlplane.errors import FieldViolation, ValidationError
 from controlplane.registry.validation import check_service_name
 from controlplane.saga import methods, templates
 from controlplane.saga.methods import MethodSpec
 from controlplane.v1 import saga_pb2
+from controlplane.wire_checks import duration_seconds, struct_problems
 
-NAME = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
-STEP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 MAX_STEPS = 50
+# A definition is stored as one Consul value next to its version pointer, in one transaction.
+MAX_DEFINITION_BYTES = 128 * 1024
+# Services no saga step may call: the control plane itself.
+RESERVED_PACKAGES = ("controlplane.", "grpc.")
 DEFAULT_STEP_TIMEOUT = 5.0
 
 
@@ -75,10 +78,10 @@ class Definition:
 
 def compile_definition(proto: saga_pb2.SagaDefinition, field: str = "definition") -> Definition:
     """The runnable form of `proto`, or ValidationError listing every problem."""
-    problems: list[FieldViolation] = []
-    if not NAME.match(proto.name):
-        problems.append(FieldViolation(f"{field}.name", "must be 1..63 of a-z, 0-9, '.', '_' or '-', starting "
-                                                        f"with a letter, got {proto.name!r}"))
+    size = proto.ByteSize()
+    if size > MAX_DEFINITION_BYTES:
+        raise ValidationError.single(field, f"is {size} bytes; at most {MAX_DEFINITION_BYTES} bytes are accepted")
+    problems: list[FieldViolation] = names.DEFINITION.check(proto.name, f"{field}.name")
     if not 1 <= len(proto.steps) <= MAX_STEPS:
         problems.append(FieldViolation(f"{field}.steps", f"must have 1..{MAX_STEPS} steps, got {len(proto.steps)}"))
     steps: list[Step] = []
@@ -94,8 +97,9 @@ def compile_definition(proto: saga_pb2.SagaDefinition, field: str = "definition"
             steps.append(compiled)
     timeout = None
     if proto.HasField("timeout"):
-        timeout = proto.timeout.ToNanoseconds() / 1e9
-        if not 0 < timeout <= 30 * 86400:
+        timeout, found = duration_seconds(proto.timeout, f"{field}.timeout")
+        problems += found
+        if not found and not 0 < timeout <= 30 * 86400:
             problems.append(FieldViolation(f"{field}.timeout", f"must be between 0s and 30 days, got {timeout:g}s"))
     compensation_retry, found = _retry(proto.compensation_retry if proto.HasField("compensation_retry") else None,
                                        f"{field}.compensation_retry", DEFAULT_COMPENSATION_RETRY)
@@ -113,13 +117,14 @@ def compile_definition(proto: saga_pb2.SagaDefinition, field: str = "definition"
 
 
 def _compile_step(step: saga_pb2.SagaStep, where: str) -> tuple[Step | None, list[FieldViolation]]:
-    problems: list[FieldViolation] = []
-    if not STEP_NAME.match(step.name):
-        problems.append(FieldViolation(f"{where}.name", "must be 1..63 letters, digits, '_' or '-', starting with "
-                                                        f"a letter, got {step.name!r}"))
+    problems: list[FieldViolation] = names.STEP.check(step.name, f"{where}.name")
     problems += check_service_name(step.target_service, f"{where}.target_service")
     action = _method(step.action, f"{where}.action", problems)
     compensation = _method(step.compensation, f"{where}.compensation", problems) if step.compensation else None
+    template_problems = (struct_problems(step.request_template, f"{where}.request_template")
+                         + struct_problems(step.compensation_template, f"{where}.compensation_template"))
+    if template_problems:
+        return None, problems + template_problems
     request_template = json_format.MessageToDict(step.request_template)
     compensation_template = json_format.MessageToDict(step.compensation_template)
     if action is not None:
@@ -135,8 +140,10 @@ def _compile_step(step: saga_pb2.SagaStep, where: str) -> tuple[Step | None, lis
                                    f"{where}.compensation_template")
     elif compensation_template:
         problems.append(FieldViolation(f"{where}.compensation_template", "set, but the step has no compensation"))
-    timeout = step.timeout.ToNanoseconds() / 1e9 if step.HasField("timeout") else DEFAULT_STEP_TIMEOUT
-    if not 0 < timeout <= 3600:
+    timeout, found = (duration_seconds(step.timeout, f"{where}.timeout") if step.HasField("timeout")
+                      else (DEFAULT_STEP_TIMEOUT, []))
+    problems += found
+    if not found and not 0 < timeout <= 3600:
         problems.append(FieldViolation(f"{where}.timeout", f"must be between 0s and 3600s, got {timeout:g}s"))
     retry, found = _retry(step.retry if step.HasField("retry") else None, f"{where}.retry", DEFAULT_RETRY)
     problems += found
@@ -160,6 +167,13 @@ def _method(path: str, where: str, problems: list[FieldViolation]) -> MethodSpec
         problems.append(FieldViolation(where, "required: a full gRPC method name such as "
                                               "/demo.inventory.v1.InventoryService/Reserve"))
         return None
+    if len(path) > 256 or not path.isprintable():
+        problems.append(FieldViolation(where, f"must be a gRPC method name, got {names.shown(path)}"))
+        return None
+    if path.removeprefix("/").startswith(RESERVED_PACKAGES):
+        problems.append(FieldViolation(where, f"a saga step cannot call the control plane's own or gRPC's "
+                                              f"built-in services, got {names.shown(path)}"))
+        return None
     try:
         return methods.resolve(path)
     except methods.UnknownMethod as exc:
@@ -170,11 +184,18 @@ def _method(path: str, where: str, problems: list[FieldViolation]) -> MethodSpec
 def _retry(proto: saga_pb2.RetryPolicy | None, where: str, default: Retry) -> tuple[Retry, list[FieldViolation]]:
     if proto is None:
         return default, []
-    problems = []
+    problems: list[FieldViolation] = []
     attempts = proto.max_attempts or default.max_attempts
-    initial = proto.initial_backoff.ToNanoseconds() / 1e9 if proto.HasField("initial_backoff") else default.initial
-    maximum = proto.max_backoff.ToNanoseconds() / 1e9 if proto.HasField("max_backoff") else max(default.maximum,
-                                                                                                   initial)
+    initial, maximum = default.initial, None
+    if proto.HasField("initial_backoff"):
+        initial, found = duration_seconds(proto.initial_backoff, f"{where}.initial_backoff")
+        problems += found
+    if proto.HasField("max_backoff"):
+        maximum, found = duration_seconds(proto.max_backoff, f"{where}.max_backoff")
+        problems += found
+    if problems:
+        return default, problems
+    maximum = max(default.maximum, initial) if maximum is None else maximum
     multiplier = proto.backoff_multiplier or default.multiplier
     if not 1 <= attempts <= 100:
         problems.append(FieldViolation(f"{where}.max_attempts", f"must be 1..100, got {attempts}"))
@@ -182,8 +203,8 @@ def _retry(proto: saga_pb2.RetryPolicy | None, where: str, default: Retry) -> tu
         problems.append(FieldViolation(f"{where}", "backoffs must be between 0s and 3600s"))
     if maximum < initial:
         problems.append(FieldViolation(f"{where}.max_backoff", f"must be at least initial_backoff ({initial:g}s)"))
-    if multiplier < 1:
-        problems.append(FieldViolation(f"{where}.backoff_multiplier", f"must be at least 1, got {multiplier:g}"))
+    if not 1 <= multiplier <= 100:  # NaN fails this too
+        problems.append(FieldViolation(f"{where}.backoff_multiplier", f"must be 1..100, got {multiplier:g}"))
     return Retry(attempts, initial, maximum, multiplier), problems
 
 
@@ -234,11 +255,11 @@ def _check_value(value: Any, field: FieldDescriptor, at: str) -> list[FieldViola
 def _check_mapping(mapping: Mapping[str, str], descriptor: Descriptor, where: str) -> list[FieldViolation]:
     problems = []
     for data_path, field_path in mapping.items():
-        at = f"{where}[{data_path!r}]"
-        if not templates.DATA_PATH.match(data_path):
-            problems.append(FieldViolation(at, f"saga data paths look like $.a.b or a.b, got {data_path!r}"))
-        if not templates.FIELD_PATH.match(field_path):
-            problems.append(FieldViolation(at, f"response field paths look like a.b, got {field_path!r}"))
+        at = f"{where}[{names.shown(data_path, 40)}]"
+        if len(data_path) > 256 or not templates.DATA_PATH.fullmatch(data_path):
+            problems.append(FieldViolation(at, f"saga data paths look like $.a.b or a.b, got {names.shown(data_path)}"))
+        if len(field_path) > 256 or not templates.FIELD_PATH.fullmatch(field_path):
+            problems.append(FieldViolation(at, f"response field paths look like a.b, got {names.shown(field_path)}"))
             continue
         node: Descriptor | None = descriptor
         for part in field_path.split("."):

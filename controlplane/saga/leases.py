@@ -55,8 +55,10 @@ class Leases:
         liveness_ttl: float = 3.0,
         backoff: Backoff | None = None,
         watch_wait: float = 30.0,
+        advertise: tuple[str, int] | None = None,
     ) -> None:
         self._consul = client
+        self._advertise = advertise
         self._blocking = blocking_client
         self._base = f"{prefix}locks/"
         self.replica_id = replica_id
@@ -126,6 +128,7 @@ class Leases:
                 "Name": LIVENESS_SERVICE,
                 "ID": self._service_id,
                 "Meta": {"replica": self.replica_id},
+                **({"Address": self._advertise[0], "Port": self._advertise[1]} if self._advertise else {}),
                 "Check": {
                     "CheckID": self._check_id,
                     "Name": f"saga replica {self.replica_id} alive",

@@ -155,6 +155,6 @@ def _token(key: str) -> str:
 
 def _token_key(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except (ValueError, UnicodeError):
         raise ValidationError.single("page_token", "not a token this service issued") from None

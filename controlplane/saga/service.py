@@ -51,7 +51,9 @@ class SagaService:
         consul_timeout: float,
         cache: InstanceCache,
         replica_id: str,
+        advertise: tuple[str, int] | None = None,
     ) -> SagaService:
+        """`advertise`: where this replica serves gRPC, shown by its `controlplane-saga` liveness instance."""
         host, port = split_address(consul_addr)
         client = consul.aio.Consul(host=host, port=port, connections_timeout=consul_timeout)
         # Every open WatchSaga holds one long poll: allow many.
@@ -73,7 +75,7 @@ class SagaService:
                                       backoff=settings.consul_backoff)
         leases = Leases(client, blocking, prefix, replica_id, session_ttl=settings.session_ttl,
                         liveness_ttl=settings.liveness_ttl, backoff=settings.consul_backoff,
-                        watch_wait=settings.watch_wait)
+                        watch_wait=settings.watch_wait, advertise=advertise)
         policy = ClientPolicy.from_json(settings.participant_policy) if settings.participant_policy else None
         invoker = Invoker(cache_resolver(cache), policy=policy)
         orchestrator = Orchestrator(repository, definitions, invoker, leases, settings)

@@ -8,8 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf import struct_pb2
 
-from controlplane.errors import NotFoundError, ValidationError, maps_domain_errors
+from controlplane import names
+from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
 from controlplane.saga import convert
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.orchestrator import Orchestrator, new_trace_id
@@ -17,17 +19,29 @@ from controlplane.saga.projections import SagasByStatus, status_from_proto
 from controlplane.saga.repository import SagaRepository
 from controlplane.saga.state import SagaState, apply
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
+from controlplane.wire_checks import struct_problems
 
-SAGA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+# The input is stored in the saga's first event, one Consul value in one transaction.
+MAX_INPUT_BYTES = 64 * 1024
+MAX_REASON = 1024
 
 
 def check_saga_id(saga_id: str, field: str = "saga_id") -> None:
     if not saga_id:
         raise ValidationError.single(field, "required: the saga's id")
-    if not SAGA_ID.match(saga_id):
-        raise ValidationError.single(field, "must be 1..128 letters, digits, '_', '.', ':' or '-', starting with "
-                                            f"a letter or digit, got {saga_id!r}")
+    problems = names.IDENTIFIER.check(saga_id, field)
+    if problems:
+        raise ValidationError(problems)
+
+
+def check_input(message: struct_pb2.Struct, field: str = "input") -> None:
+    size = message.ByteSize()
+    if size > MAX_INPUT_BYTES:
+        raise ValidationError.single(field, f"is {size} bytes; at most {MAX_INPUT_BYTES} bytes are accepted")
+    problems = struct_problems(message, field)
+    if problems:
+        raise ValidationError(problems)
 
 
 class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
@@ -56,8 +70,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     async def GetDefinition(
         self, request: saga_pb2.GetDefinitionRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.GetDefinitionResponse:
-        if not request.name:
-            raise ValidationError.single("name", "required: the definition's name")
+        _raise_if(names.DEFINITION.check(request.name, "name"))
         definition = await self._definitions.get(request.name, request.version)
         return saga_pb2.GetDefinitionResponse(definition=definition.proto)
 
@@ -73,8 +86,8 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     ) -> saga_pb2.StartSagaResponse:
         saga_id = request.saga_id or str(uuid.uuid4())
         check_saga_id(saga_id)
-        if not request.definition_name:
-            raise ValidationError.single("definition_name", "required: the saga definition to run")
+        _raise_if(names.DEFINITION.check(request.definition_name, "definition_name"))
+        check_input(request.input)
         definition = await self._definitions.get(request.definition_name, request.definition_version)
         saga_input = convert.from_struct(request.input)
         state, created = await self._orchestrator.start_saga(
@@ -92,6 +105,11 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     async def ListSagas(
         self, request: saga_pb2.ListSagasRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.ListSagasResponse:
+        _raise_if(names.DEFINITION.check(request.definition_name, "definition_name", required=False)
+                  + ([FieldViolation("page_size", f"must not be negative, got {request.page_size}")]
+                     if request.page_size < 0 else [])
+                  + ([FieldViolation("page_token", "not a token this service issued")]
+                     if len(request.page_token) > 512 else []))
         summaries, token = await self._projection.list(
             status_from_proto(request.status), request.definition_name, request.page_size, request.page_token
         )
@@ -120,6 +138,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         self, request: saga_pb2.AbortSagaRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.AbortSagaResponse:
         check_saga_id(request.saga_id)
+        _raise_if(names.printable_text(request.reason, "reason", MAX_REASON, multiline=True))
         state = await self._orchestrator.abort(request.saga_id, request.reason)
         return saga_pb2.AbortSagaResponse(saga=convert.saga_to_proto(state))
 
@@ -135,11 +154,16 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         return state
 
 
+def _raise_if(problems: list[FieldViolation]) -> None:
+    if problems:
+        raise ValidationError(problems)
+
+
 def _trace_id(context: grpc.aio.ServicerContext) -> str:
     """The caller's W3C trace id when it sent one, so the saga joins the caller's trace."""
     for key, value in context.invocation_metadata() or ():
         if key == "traceparent":
-            found = TRACEPARENT.match(value if isinstance(value, str) else value.decode())
+            found = TRACEPARENT.fullmatch(value if isinstance(value, str) else value.decode(errors="replace"))
             if found:
                 return found.group(1)
     return new_trace_id()

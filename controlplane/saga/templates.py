@@ -25,7 +25,7 @@ def is_reference(value: Any) -> bool:
 
 
 def valid_reference(value: str) -> bool:
-    return bool(REFERENCE.match(value))
+    return len(value) <= 256 and REFERENCE.fullmatch(value) is not None
 
 
 def contains_reference(value: Any) -> bool:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import re
-
+from controlplane import names
 from controlplane.errors import FieldViolation, ValidationError
-
-IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 def require_id(value: str, field: str, what: str) -> list[FieldViolation]:
+    """An id (user, order, sku...): the control plane's identifier grammar, matched in full."""
     if not value:
         return [FieldViolation(field, f"required: the {what}")]
-    if not IDENTIFIER.match(value):
-        return [FieldViolation(field, f"must be 1..128 letters, digits, '_', '.', ':' or '-', got {value!r}")]
-    return []
+    return names.IDENTIFIER.check(value, field)
+
+
+def text(value: str, field: str, limit: int) -> list[FieldViolation]:
+    """Free text shown to people: bounded, without control or direction-override characters."""
+    return names.printable_text(value, field, limit)
 
 
 def raise_if(problems: list[FieldViolation]) -> None:

@@ -16,6 +16,7 @@ from services.common.validation import raise_if, require_id
 from services.inventory.store import RESERVED, InventoryStore
 
 MAX_QUANTITY = 1_000_000
+MAX_ITEMS = 100
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
@@ -31,8 +32,9 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         self, request: inventory_pb2.ReserveRequest, context: grpc.ServicerContext
     ) -> inventory_pb2.ReserveResponse:
         problems = require_id(request.order_id, "order_id", "order id")
-        if not request.items:
-            problems.append(FieldViolation("items", "at least one item"))
+        if not 1 <= len(request.items) <= MAX_ITEMS:
+            problems.append(FieldViolation("items", f"1..{MAX_ITEMS} items, got {len(request.items)}"))
+            raise_if(problems)
         for i, item in enumerate(request.items):
             problems += require_id(item.sku, f"items[{i}].sku", "sku")
             if not 1 <= item.quantity <= MAX_QUANTITY:

@@ -9,6 +9,9 @@ import uuid
 from controlplane.errors import NotFoundError, PreconditionError
 from services.common.database import Database
 
+# Units a sku may hold: the API counts stock in uint32, and far fewer than that fit any warehouse.
+MAX_STOCK = 1_000_000_000
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (
     sku       TEXT PRIMARY KEY,
@@ -76,7 +79,12 @@ class InventoryStore:
         return rows[0]
 
     def add(self, sku: str, quantity: int) -> sqlite3.Row:
+        """Add stock; refused when a sku would hold more than MAX_STOCK units (the API counts in uint32)."""
         with self.db.transaction() as tx:
+            row = tx.execute("SELECT available + reserved AS held FROM stock WHERE sku = ?", (sku,)).fetchone()
+            held = row["held"] if row is not None else 0
+            if held + quantity > MAX_STOCK:
+                raise PreconditionError(f"{sku!r} would hold {held + quantity} units; at most {MAX_STOCK}")
             tx.execute(
                 "INSERT INTO stock (sku, available, reserved) VALUES (?, ?, 0) "
                 "ON CONFLICT (sku) DO UPDATE SET available = available + excluded.available",

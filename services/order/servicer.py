@@ -9,18 +9,22 @@ from collections.abc import Callable
 
 import grpc
 
-from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.errors import AlreadyExistsError, FieldViolation, maps_domain_errors
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from controlplane.saga.invoker import SAGA_ID_KEY
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from services.common.idempotency import honour_idempotency_keys
 from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
-from services.common.validation import raise_if, require_id
+from services.common.validation import raise_if, require_id, text
 from services.order.store import CANCELLED, CONFIRMED, Item, OrderStore
 
 MAX_ITEMS = 100
+MAX_REASON = 500
 MAX_QUANTITY = 1000
 MAX_UNIT_PRICE = 10_000_000
+# What one payment may charge (the payment service's own limit): an order above it could never be paid.
+MAX_TOTAL_CENTS = 100_000_000
 
 # check_user(user_id) raises a DomainError when the user may not order.
 CheckUser = Callable[[str], None]
@@ -49,6 +53,10 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         order_id = f"order-{uuid.uuid4().hex[:12]}"
         items: list[Item] = [(i.sku, i.quantity, i.unit_price_cents) for i in request.items]
         row = self.store.create(order_id, request_id, request.user_id, items, saga_id=f"place-{order_id}")
+        if row["order_id"] != order_id and (row["user_id"], json.loads(row["items"])) != (request.user_id,
+                                                                                        [list(i) for i in items]):
+            raise AlreadyExistsError(f"request_id {request_id!r} already placed order {row['order_id']} with other "
+                                     "content; use a new request_id for a new order")
         if row["order_id"] == order_id:  # new: a repeated request_id already started its saga
             try:
                 self.start_saga(row["saga_id"], row)
@@ -86,7 +94,9 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         self, request: order_pb2.CancelOrderRequest, context: grpc.ServicerContext
     ) -> order_pb2.CancelOrderResponse:
         raise_if(require_id(request.order_id, "order_id", "order id"))
-        row = self.store.cancel(request.order_id, request.reason or "cancelled")
+        raise_if(text(request.reason, "reason", MAX_REASON))
+        saga_id = dict(context.invocation_metadata() or ()).get(SAGA_ID_KEY, "")
+        row = self.store.cancel(request.order_id, request.reason or "cancelled", by_saga=saga_id)
         return order_pb2.CancelOrderResponse(order=to_proto(row))
 
 
@@ -106,6 +116,10 @@ def validate_new_order(request: order_pb2.CreateOrderRequest) -> list[FieldViola
                     f"items[{i}].unit_price_cents", f"must be 1..{MAX_UNIT_PRICE}, got {item.unit_price_cents}"
                 )
             )
+    total = sum(i.quantity * i.unit_price_cents for i in request.items)
+    if not problems and total > MAX_TOTAL_CENTS:
+        problems.append(FieldViolation("items", f"the order totals {total} cents; at most {MAX_TOTAL_CENTS} can be "
+                                                "paid at once"))
     return problems
 
 

@@ -66,10 +66,13 @@ class OrderStore:
             )
             return self._locked(tx, order_id)
 
-    def cancel(self, order_id: str, reason: str) -> sqlite3.Row:
-        """-> CANCELLED (the saga's compensation must always succeed); cancelling again is harmless."""
+    def cancel(self, order_id: str, reason: str, by_saga: str = "") -> sqlite3.Row:
+        """-> CANCELLED; cancelling again is harmless. A confirmed order is cancelled only by its own saga
+        (`by_saga`, its id) compensating, which also refunds it; any other caller gets FAILED_PRECONDITION."""
         with self.db.transaction() as tx:
             row = self._locked(tx, order_id)
+            if row["status"] == CONFIRMED and by_saga != row["saga_id"]:
+                raise PreconditionError(f"order {order_id!r} is confirmed; it can no longer be cancelled")
             if row["status"] != CANCELLED:
                 tx.execute(
                     "UPDATE orders SET status = ?, cancel_reason = ?, updated_at = ? WHERE order_id = ?",

@@ -8,6 +8,7 @@ import sqlite3
 import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.names import shown
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.common.faults import FaultInjector
@@ -16,7 +17,7 @@ from services.common.timestamps import timestamp
 from services.common.validation import raise_if, require_id
 from services.payment.store import CHARGED, PaymentStore
 
-CURRENCY = re.compile(r"^[A-Z]{3}$")
+CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_AMOUNT_CENTS = 100_000_000
 
 
@@ -38,8 +39,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             problems.append(
                 FieldViolation("amount_cents", f"must be 1..{MAX_AMOUNT_CENTS}, got {request.amount_cents}")
             )
-        if not CURRENCY.match(currency):
-            problems.append(FieldViolation("currency", f"must be an ISO 4217 code like EUR, got {currency!r}"))
+        if not CURRENCY.fullmatch(currency):
+            problems.append(FieldViolation("currency", f"must be an ISO 4217 code like EUR, got {shown(currency)}"))
         raise_if(problems)
         self.faults.maybe_fail("Charge")
         row = self.store.charge(request.order_id, request.user_id, request.amount_cents, currency)

@@ -9,13 +9,16 @@ import uuid
 import grpc
 
 from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.names import shown
 from demo.user.v1 import user_pb2, user_pb2_grpc
 from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
-from services.common.validation import raise_if, require_id
+from services.common.validation import raise_if, require_id, text
 from services.user.store import UserStore
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]{1,63}(\.[^@\s.]{1,63})+")
+MAX_NAME = 200
+MAX_EMAIL = 254
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
@@ -30,8 +33,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         problems = require_id(user_id, "user_id", "user id")
         if not request.name.strip():
             problems.append(FieldViolation("name", "required: the user's name"))
-        if not EMAIL.match(request.email):
-            problems.append(FieldViolation("email", f"must be an email address, got {request.email!r}"))
+        problems += text(request.name, "name", MAX_NAME)
+        if len(request.email) > MAX_EMAIL or not EMAIL.fullmatch(request.email) or text(request.email, "email", 254):
+            problems.append(FieldViolation("email", f"must be an email address, got {shown(request.email)}"))
         raise_if(problems)
         return user_pb2.CreateUserResponse(user=to_proto(self.store.create(user_id, request.name, request.email)))
 

@@ -105,7 +105,12 @@ def test_confirm_then_cancel_rules(orders, alice):
     order_id = new_order(orders).order.order_id
     assert orders.ConfirmOrder(o.ConfirmOrderRequest(order_id=order_id)).order.status == o.ORDER_STATUS_CONFIRMED
     assert orders.ConfirmOrder(o.ConfirmOrderRequest(order_id=order_id)).order.status == o.ORDER_STATUS_CONFIRMED
-    cancelled = orders.CancelOrder(o.CancelOrderRequest(order_id=order_id, reason="payment failed")).order
+    with pytest.raises(grpc.RpcError) as refused:  # a confirmed order was paid: only its saga may undo it
+        orders.CancelOrder(o.CancelOrderRequest(order_id=order_id, reason="changed my mind"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    saga = orders.GetOrder(o.GetOrderRequest(order_id=order_id)).order.saga_id
+    cancelled = orders.CancelOrder(o.CancelOrderRequest(order_id=order_id, reason="payment failed"),
+                                   metadata=[("x-saga-id", saga)]).order
     assert (cancelled.status, cancelled.cancel_reason) == (o.ORDER_STATUS_CANCELLED, "payment failed")
     with pytest.raises(grpc.RpcError) as failure:
         orders.ConfirmOrder(o.ConfirmOrderRequest(order_id=order_id))

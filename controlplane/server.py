@@ -54,7 +54,8 @@ class ControlPlane:
     async def start(self) -> ControlPlane:
         s = self.settings
         client = connect(s.consul_addr, request_timeout=s.consul_timeout)
-        blocking = connect(s.consul_addr, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0)
+        blocking = connect(s.consul_addr, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0,
+                           connections=s.cache.max_watches + s.config.max_watches + 16)
         self._closers += [client, blocking]
         store = RegistryStore(client, blocking)
         self._cache = InstanceCache(store, s.cache)

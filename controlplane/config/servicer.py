@@ -26,6 +26,7 @@ from controlplane.config.writer import ConfigWriter
 from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
 from controlplane.v1 import config_pb2, config_pb2_grpc
 from controlplane.watch import Backoff
+from controlplane.watch.quota import StreamQuota
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -47,6 +48,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         self._watches = watches
         self._settings = settings
         self._secrets = secrets
+        self._streams = StreamQuota("WatchConfig")
         # (service, environment) -> the snapshot last rendered, its document and message (see _rendered).
         self._messages: dict[tuple[str, str], tuple[ServiceState, MergedDocument, config_pb2.WatchConfigResponse]] = {}
 
@@ -207,6 +209,11 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         self, request: config_pb2.WatchConfigRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[config_pb2.WatchConfigResponse]:
         _check_names(request.service, request.environment)
+        with self._streams.hold(context.peer()):
+            async for response in self._watch(request):
+                yield response
+
+    async def _watch(self, request: config_pb2.WatchConfigRequest) -> AsyncIterator[config_pb2.WatchConfigResponse]:
         watch = self._watches.watch(request.service)
         await watch.first_sync(self._settings.first_sync_timeout)
         sent: tuple[int, str] | None = None

@@ -21,3 +21,5 @@ class ConfigSettings:
     first_sync_timeout: float = 5.0
     # A service's watch nobody used for this long is stopped.
     idle_timeout: float = 300.0
+    # Services whose config is watched at once (one Consul connection each); see WatchSet.
+    max_watches: int = 128

@@ -17,7 +17,8 @@ class ConfigWatches:
 
     def __init__(self, store: ConfigStore, settings: ConfigSettings, *, blocking_wait: float, backoff: Backoff) -> None:
         self._watches: WatchSet[ServiceState] = WatchSet(
-            "config", store.load, wait=blocking_wait, backoff=backoff, idle_timeout=settings.idle_timeout
+            "config", store.load, wait=blocking_wait, backoff=backoff, idle_timeout=settings.idle_timeout,
+            max_watches=settings.max_watches,
         )
 
     def watch(self, service: str) -> BlockingQueryWatch[ServiceState]:

@@ -26,13 +26,15 @@ def split_address(http_addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def connect(http_addr: str, *, request_timeout: float) -> consul.aio.Consul:
-    """An asyncio Consul client whose every request gives up after `request_timeout` seconds.
+def connect(http_addr: str, *, request_timeout: float, connections: int = 100) -> consul.aio.Consul:
+    """An asyncio Consul client whose every request gives up after `request_timeout` seconds, with at most
+    `connections` open at once.
 
     Blocking queries need a client whose timeout exceeds their wait; make a separate one for them.
     """
     host, port = split_address(http_addr)
-    return consul.aio.Consul(host=host, port=port, connections_timeout=request_timeout)
+    return consul.aio.Consul(host=host, port=port, connections_timeout=request_timeout,
+                             connections_limit=connections)
 
 
 async def consul_call(operation: Awaitable[T], *, what: str) -> T:

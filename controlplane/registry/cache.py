@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from controlplane.registry.model import Instance
@@ -19,6 +20,8 @@ class CacheSettings:
     first_sync_timeout: float = 5.0
     # A watch nobody used for this long is stopped.
     idle_timeout: float = 300.0
+    # Services watched at once (one Consul connection each); see WatchSet.
+    max_watches: int = 256
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -33,17 +36,28 @@ class InstanceCache:
             wait=settings.blocking_wait,
             backoff=settings.backoff,
             idle_timeout=settings.idle_timeout,
+            max_watches=settings.max_watches,
         )
+        self._store = store
 
     def watch(self, service: str) -> BlockingQueryWatch[tuple[Instance, ...]]:
         """The (started) watch of one service's instances."""
         return self._watches.watch(service)
 
     async def current(self, service: str, timeout: float | None = None) -> Snapshot[tuple[Instance, ...]]:
-        """The latest known instances of `service` (possibly stale), waiting for a first answer if needed."""
+        """The latest known instances of `service` (possibly stale), waiting for a first answer if needed.
+
+        A service with no watch yet is first looked up with one short query: a name Consul does not
+        know is answered at once with no instances, and starts no watch (Discover of made-up names
+        must not fill the watch set or the connection pool).
+        """
         limit = self._settings.first_sync_timeout
         if timeout is not None:
             limit = min(timeout, limit)
+        if not self._watches.has(service):
+            index, instances = await self._store.probe_instances(service, limit)
+            if not instances:
+                return Snapshot((), index, False, time.time(), 0)
         return await self.watch(service).first_sync(limit)
 
     async def stop(self) -> None:

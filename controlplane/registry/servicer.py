@@ -14,6 +14,7 @@ from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, changes_between, visible
 from controlplane.registry.store import GrpcCheck, Registration, RegistryStore, TtlCheck
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
+from controlplane.watch.quota import StreamQuota
 from controlplane.wire_checks import duration_seconds
 
 # Consul refuses DeregisterCriticalServiceAfter below one minute, and runs checks at most once a second.
@@ -25,6 +26,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def __init__(self, store: RegistryStore, cache: InstanceCache) -> None:
         self._store = store
         self._cache = cache
+        self._streams = StreamQuota("Watch")
 
     @maps_domain_errors
     async def Register(
@@ -67,6 +69,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[registry_pb2.WatchResponse]:
         flt = _filter_from(request.service, request.filter)
+        with self._streams.hold(context.peer()):
+            async for response in self._watch(request, flt):
+                yield response
+
+    async def _watch(self, request: registry_pb2.WatchRequest, flt: InstanceFilter
+                     ) -> AsyncIterator[registry_pb2.WatchResponse]:
         shown: list[Instance] | None = None
         stale = False
         async for snapshot in self._cache.watch(request.service).subscribe():

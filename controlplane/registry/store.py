@@ -133,6 +133,13 @@ class RegistryStore:
         instances = tuple(sorted((_instance_from(entry) for entry in entries or []), key=lambda i: i.instance_id))
         return int(new_index), instances
 
+    async def probe_instances(self, service: str, timeout: float) -> tuple[int, tuple[Instance, ...]]:
+        """Every instance of `service` now, with one short (non-blocking) query."""
+        new_index, entries = await consul_call(
+            asyncio.wait_for(self._consul.health.service(service), timeout), what=f"health of {service}"
+        )
+        return int(new_index), tuple(sorted((_instance_from(e) for e in entries or []), key=lambda i: i.instance_id))
+
     async def list_services(self) -> dict[str, tuple[list[str], tuple[Instance, ...]]]:
         """Every service in the catalog (but Consul's own) with its tags and instances."""
         _, services = await consul_call(self._consul.catalog.services(), what="list services")

@@ -19,6 +19,7 @@ from controlplane.saga.projections import SagasByStatus, status_from_proto
 from controlplane.saga.repository import SagaRepository
 from controlplane.saga.state import SagaState, apply
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
+from controlplane.watch.quota import StreamQuota
 from controlplane.wire_checks import struct_problems
 
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -56,6 +57,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         self._repo = repository
         self._definitions = definitions
         self._projection = projection
+        self._streams = StreamQuota("WatchSaga")
 
     @maps_domain_errors
     async def RegisterDefinition(
@@ -120,6 +122,11 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     async def WatchSaga(
         self, request: saga_pb2.WatchSagaRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[saga_pb2.WatchSagaResponse]:
+        with self._streams.hold(context.peer()):
+            async for response in self._watch(request):
+                yield response
+
+    async def _watch(self, request: saga_pb2.WatchSagaRequest) -> AsyncIterator[saga_pb2.WatchSagaResponse]:
         state = await self._load(request.saga_id)
         wire = convert.SagaWire(state)
         yield saga_pb2.WatchSagaResponse(saga=wire.message)

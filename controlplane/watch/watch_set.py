@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from controlplane.errors import LimitExceeded
 from controlplane.watch.blocking_query import Backoff, BlockingQueryWatch
 
 T = TypeVar("T")
@@ -18,11 +19,16 @@ class WatchSet(Generic[T]):
     """One BlockingQueryWatch per key (a service, a stream...), shared by every caller of that key.
 
     `what` names the watched thing in logs ("instances", "config"); `wait` is the blocking wait and
-    `idle_timeout` how long a watch nobody subscribes to or reads is kept (seconds).
+    `idle_timeout` how long a watch nobody subscribes to or reads is kept (seconds). At most
+    `max_watches` run at once, each holding one Consul connection: past that the least recently used
+    watch nobody subscribes to is dropped, and when every watch has subscribers a new key is refused
+    (LimitExceeded, RESOURCE_EXHAUSTED) rather than queued behind the connection pool.
     """
 
-    def __init__(self, what: str, load: Load[T], *, wait: float, backoff: Backoff, idle_timeout: float) -> None:
+    def __init__(self, what: str, load: Load[T], *, wait: float, backoff: Backoff, idle_timeout: float,
+                 max_watches: int = 256) -> None:
         self._what = what
+        self._max_watches = max_watches
         self._load = load
         self._wait = wait
         self._backoff = backoff
@@ -34,6 +40,7 @@ class WatchSet(Generic[T]):
         self._drop_idle()
         found = self._watches.get(key)
         if found is None:
+            self._make_room()
 
             async def fetch(index: int, wait: float) -> tuple[int, T]:
                 return await self._load(key, index, wait)
@@ -47,6 +54,23 @@ class WatchSet(Generic[T]):
         watches, self._watches = list(self._watches.values()), {}
         for watch in watches:
             await watch.stop()
+
+    def has(self, key: str) -> bool:
+        """Whether `key` is watched now."""
+        return key in self._watches
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    def _make_room(self) -> None:
+        if len(self._watches) < self._max_watches:
+            return
+        unused = [(watch.last_used, key) for key, watch in self._watches.items() if watch.subscribers == 0]
+        if not unused:
+            raise LimitExceeded(f"{self._max_watches} {self._what} watches are open, each with subscribers; "
+                                "no more can be started now")
+        _, key = min(unused)
+        self._watches.pop(key).cancel()
 
     def _drop_idle(self) -> None:
         cutoff = time.monotonic() - self._idle_timeout

@@ -12,12 +12,12 @@ BUF_VERSION := 1.75.0
 BUF := tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help deps proto proto-check lint test up down status logs bench clean
+.PHONY: help deps proto proto-check lint test fuzz up down status logs bench clean
 
 help:
 	@echo "make up      install what is missing, generate code, start Consul, the control plane and the demo"
 	@echo "make test    install what is missing, run every test (against a real Consul agent)"
-	@echo "make down | status | logs | bench | lint | proto | deps | clean"
+	@echo "make down | status | logs | bench | fuzz | lint | proto | deps | clean"
 
 deps: $(STAMP) $(CONSUL) $(BUF)
 	@echo "deps: $$($(CONSUL) version | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
@@ -52,6 +52,11 @@ lint: deps
 
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The generative suite at length: FUZZ_EXAMPLES requests per RPC (`make test` runs a few per RPC).
+FUZZ_EXAMPLES ?= 300
+fuzz: deps
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=$${FUZZ_REPORT:-.run/fuzz-report.json} $(PY) -m pytest tests/fuzz
 
 up: deps
 	$(PY) scripts/devstack.py up

@@ -5,13 +5,14 @@ Imports opentelemetry-sdk, so `tracing.setup_tracing` imports this module only w
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -48,9 +49,21 @@ class JsonLinesSpanExporter(SpanExporter):
         return True
 
 
+MAX_ATTRIBUTE_LENGTH = 2048
+
+
+def _length_limit_set() -> bool:
+    return any(os.environ.get(name) for name in ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                                                 "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"))
+
+
 def build_provider(service_name: str, exporter: str, trace_file: Path) -> TracerProvider:
     """A tracer provider for `service_name` that exports through `exporter` ("otlp", "jsonl", ...)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # A span keeps at most MAX_ATTRIBUTE_LENGTH characters of any attribute or event value (an error text
+    # that echoes a client's request must not make one call write megabytes of traces), unless the
+    # standard OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT say otherwise.
+    limits = SpanLimits(max_attribute_length=None if _length_limit_set() else MAX_ATTRIBUTE_LENGTH)
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), span_limits=limits)
     span_exporter: SpanExporter | None
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

@@ -16,8 +16,8 @@ from controlplane.consul.local_agent import free_port
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
-from tests.e2e.conftest import Stack
 from tests.helpers import wait_until
+from tests.stack import Stack
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 FINAL = (order_pb2.ORDER_STATUS_CONFIRMED, order_pb2.ORDER_STATUS_CANCELLED)
@@ -162,7 +162,8 @@ def test_make_down_stops_every_process_it_started(stack):
     env["DEVSTACK_CONTROL_PLANE_PORT"] = str(free_port())
     env["DEVSTACK_CONSUL_PORT"] = str(free_port())
     env["DEVSTACK_DEMO_PORTS"] = ",".join(str(free_port()) for _ in range(4))
-    second = Stack(folder, env, f"127.0.0.1:{env['DEVSTACK_CONTROL_PLANE_PORT']}", {})
+    second = Stack(folder, env, f"127.0.0.1:{env['DEVSTACK_CONTROL_PLANE_PORT']}", {},
+                   f"127.0.0.1:{env['DEVSTACK_CONSUL_PORT']}")
     assert second.devstack("up").returncode == 0
     started = second.pids()
     assert len(started) == 6

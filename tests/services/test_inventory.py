@@ -76,3 +76,25 @@ def test_unknown_sku_is_not_found(inventory):
     with pytest.raises(grpc.RpcError) as failure:
         inventory.GetStock(inv.GetStockRequest(sku="kiwi"))
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_stock_cannot_grow_past_what_the_api_can_count(inventory):
+    for _ in range(1000):  # 1,000 x 1,000,000 = MAX_STOCK
+        inventory.AddStock(inv.AddStockRequest(sku="plum", quantity=1_000_000))
+    with pytest.raises(grpc.RpcError) as failure:
+        inventory.AddStock(inv.AddStockRequest(sku="plum", quantity=1))
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert stock(inventory, "plum") == (1_000_000_000, 0)
+
+
+def test_a_reservation_of_too_many_items_is_refused_whole(inventory):
+    with pytest.raises(grpc.RpcError) as failure:
+        inventory.Reserve(inv.ReserveRequest(order_id="o9", items=[inv.StockItem(sku="apple", quantity=1)] * 101))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert stock(inventory, "apple") == (10, 0)
+
+
+def test_a_sku_with_a_trailing_newline_is_not_a_new_sku(inventory):
+    with pytest.raises(grpc.RpcError) as failure:
+        inventory.AddStock(inv.AddStockRequest(sku="apple\n", quantity=1))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT

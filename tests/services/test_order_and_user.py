@@ -160,3 +160,38 @@ def test_list_users_pages_through_every_user_once(users):
         if not token:
             break
     assert seen == [f"user-{n}" for n in range(5)]
+
+
+def test_a_request_id_reused_with_other_content_is_already_exists(orders, alice):
+    first = new_order(orders, request_id="req-1")
+    assert new_order(orders, request_id="req-1").order.order_id == first.order.order_id  # a retry: same answer
+    other = o.CreateOrderRequest(user_id="alice", request_id="req-1",
+                                 items=[o.OrderItem(sku="pear", quantity=1, unit_price_cents=150)])
+    with pytest.raises(grpc.RpcError) as failure:
+        orders.CreateOrder(other)
+    assert failure.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_an_order_no_payment_could_cover_is_refused(orders, alice, started):
+    big = [o.OrderItem(sku=f"sku-{i}", quantity=1000, unit_price_cents=10_000_000) for i in range(2)]
+    with pytest.raises(grpc.RpcError) as failure:
+        orders.CreateOrder(o.CreateOrderRequest(user_id="alice", items=big))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert started == []
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"name": "Eve\u202egnp.exe"}, "name"),
+    ({"name": "n" * 1_000_000}, "name"),
+    ({"user_id": "alice\n"}, "user_id"),
+    ({"email": "a@b.c\n"}, "email"),
+])
+def test_user_fields_a_person_reads_are_bounded_and_free_of_control_characters(users, fields, field):
+    request = u.CreateUserRequest(name="Eve", email="eve@example.com")
+    for key, value in fields.items():
+        setattr(request, key, value)
+    with pytest.raises(grpc.RpcError) as failure:
+        user_pb2_grpc.UserServiceStub(users).CreateUser(request)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in {v.field for v in field_violations(failure.value)}
+    assert len(failure.value.details()) < 1100

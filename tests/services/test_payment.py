@@ -102,3 +102,9 @@ def test_a_failed_call_is_not_recorded_so_its_key_can_be_tried_again(payments, f
         payments.Charge(request, metadata=key)
     faults.update(Faults())
     assert payments.Charge(request, metadata=key).payment.status == pay.PAYMENT_STATUS_CHARGED
+
+
+def test_a_currency_with_a_trailing_newline_is_refused(payments):
+    with pytest.raises(grpc.RpcError) as failure:
+        payments.Charge(pay.ChargeRequest(order_id="o1", user_id="alice", amount_cents=100, currency="EUR\n"))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -54,6 +54,17 @@ def _status(request: Undecodable) -> grpc.Status:
     ))
 
 
+def _replaced(handler: grpc.RpcMethodHandler, method: str,
+              refusing: Callable[[Callable[..., Any], bool], Callable[..., Any]]) -> grpc.RpcMethodHandler:
+    """`handler` with a tolerant deserializer and its behaviour wrapped by `refusing(behaviour, streaming)`."""
+    deserializer = _tolerant(method, handler.request_deserializer)
+    if handler.unary_unary is not None:
+        return handler._replace(unary_unary=refusing(handler.unary_unary, False),  # type: ignore[attr-defined]
+                                request_deserializer=deserializer)
+    return handler._replace(unary_stream=refusing(handler.unary_stream, True),  # type: ignore[attr-defined]
+                            request_deserializer=deserializer)
+
+
 def _wrap_sync(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     if handler.request_streaming:
         return handler  # each message of a stream is decoded as it is read; see the streaming handler's own checks
@@ -72,11 +83,7 @@ def _wrap_sync(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
             return behaviour(request, context)
         return unary
 
-    if handler.unary_unary is not None:
-        return handler._replace(unary_unary=refusing(handler.unary_unary, False),  # type: ignore[attr-defined]
-                                request_deserializer=_tolerant(method, handler.request_deserializer))
-    return handler._replace(unary_stream=refusing(handler.unary_stream, True),  # type: ignore[attr-defined]
-                            request_deserializer=_tolerant(method, handler.request_deserializer))
+    return _replaced(handler, method, refusing)
 
 
 def _wrap_aio(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
@@ -103,11 +110,7 @@ def _wrap_aio(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHand
             return await result if isinstance(result, Awaitable) else result
         return unary
 
-    if handler.unary_unary is not None:
-        return handler._replace(unary_unary=refusing(handler.unary_unary, False),  # type: ignore[attr-defined]
-                                request_deserializer=_tolerant(method, handler.request_deserializer))
-    return handler._replace(unary_stream=refusing(handler.unary_stream, True),  # type: ignore[attr-defined]
-                            request_deserializer=_tolerant(method, handler.request_deserializer))
+    return _replaced(handler, method, refusing)
 
 
 class RefuseUndecodable(grpc.ServerInterceptor):

@@ -9,32 +9,12 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from controlplane.errors import DomainError, PreconditionError
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
-from demo.user.v1 import user_pb2, user_pb2_grpc
+from services.common.dependencies import DependencyUnavailable, UserCheck
+
+__all__ = ["PLACE_ORDER_SAGA", "DependencyUnavailable", "SagaStarter", "UserCheck", "place_order_input"]
 
 PLACE_ORDER_SAGA = "place-order"
-
-
-class DependencyUnavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class UserCheck:
-    """Checks that a user exists and is active, through the user service."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._users = user_pb2_grpc.UserServiceStub(channel)
-
-    def __call__(self, user_id: str) -> None:
-        try:
-            user = self._users.GetUser(user_pb2.GetUserRequest(user_id=user_id), timeout=2.0).user
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise PreconditionError(f"unknown user {user_id!r}") from None
-            raise DependencyUnavailable(f"user service: {exc.code().name} {exc.details()}") from None
-        if not user.active:
-            raise PreconditionError(f"user {user_id!r} is inactive")
 
 
 class SagaStarter:

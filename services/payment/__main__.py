@@ -6,6 +6,7 @@ import grpc
 
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.common.database import Database
+from services.common.dependencies import UserCheck
 from services.common.idempotency import key_store
 from services.common.runner import Runtime, ServiceSpec, main
 from services.payment.servicer import PaymentServicer
@@ -20,7 +21,8 @@ def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     runtime.closers.append(keys.close)
     runtime.closers.append(db.close)
     payment_pb2_grpc.add_PaymentServiceServicer_to_server(
-        PaymentServicer(PaymentStore(db), runtime.fault_injector(), keys), server
+        PaymentServicer(PaymentStore(db), runtime.fault_injector(), keys, UserCheck(runtime.channel_to("user"))),
+        server,
     )
 
 

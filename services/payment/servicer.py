@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 
 import grpc
 
@@ -23,9 +24,15 @@ MAX_AMOUNT_CENTS = 100_000_000
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(
-        self, store: PaymentStore, faults: FaultInjector | None = None, keys: IdempotencyStore | None = None
+        self,
+        store: PaymentStore,
+        faults: FaultInjector | None = None,
+        keys: IdempotencyStore | None = None,
+        check_user: Callable[[str], None] | None = None,
     ) -> None:
+        """`check_user(user_id)` raises a DomainError for a user who may not pay (unknown, inactive)."""
         self.store = store
+        self.check_user = check_user
         self.faults = faults or FaultInjector()
         honour_idempotency_keys(self, keys or MemoryIdempotencyStore(), ("Charge", "Refund"))
 
@@ -42,6 +49,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         if not CURRENCY.fullmatch(currency):
             problems.append(FieldViolation("currency", f"must be an ISO 4217 code like EUR, got {shown(currency)}"))
         raise_if(problems)
+        if self.check_user is not None and not self.store.charged(request.order_id):
+            self.check_user(request.user_id)  # a repeated charge answers as before, whatever the user is now
         self.faults.maybe_fail("Charge")
         row = self.store.charge(request.order_id, request.user_id, request.amount_cents, currency)
         return payment_pb2.ChargeResponse(payment=to_proto(row))

@@ -29,6 +29,10 @@ class PaymentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def charged(self, order_id: str) -> bool:
+        """Whether the order has a payment (charged or refunded)."""
+        return bool(self.db.query("SELECT 1 FROM payments WHERE order_id = ?", order_id))
+
     def charge(self, order_id: str, user_id: str, amount_cents: int, currency: str) -> sqlite3.Row:
         """Charge an order once: charging it again with the same amount returns the first payment."""
         with self.db.transaction() as tx:

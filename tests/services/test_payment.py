@@ -7,6 +7,7 @@ import random
 import grpc
 import pytest
 
+from controlplane.errors import PreconditionError
 from demo.payment.v1 import payment_pb2 as pay
 from demo.payment.v1 import payment_pb2_grpc
 from services.common.faults import FaultInjector, Faults
@@ -108,3 +109,19 @@ def test_a_currency_with_a_trailing_newline_is_refused(payments):
     with pytest.raises(grpc.RpcError) as failure:
         payments.Charge(pay.ChargeRequest(order_id="o1", user_id="alice", amount_cents=100, currency="EUR\n"))
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_charge_for_a_user_the_user_service_does_not_know_is_refused(serve, database):
+    def check_user(user_id: str) -> None:
+        if user_id != "alice":
+            raise PreconditionError(f"unknown user {user_id!r}")
+
+    servicer = PaymentServicer(PaymentStore(database(SCHEMA)), keys=None, check_user=check_user)
+    stub = payment_pb2_grpc.PaymentServiceStub(
+        serve(lambda s: payment_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, s)))
+    assert stub.Charge(pay.ChargeRequest(order_id="o1", user_id="alice", amount_cents=100)).payment.payment_id
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.Charge(pay.ChargeRequest(order_id="o2", user_id="mallory", amount_cents=100))
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError):
+        stub.GetPayment(pay.GetPaymentRequest(order_id="o2"))

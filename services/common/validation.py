@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import grpc
+
 from controlplane import names
 from controlplane.errors import FieldViolation, ValidationError
+from controlplane.saga.invoker import SAGA_ID_KEY
 
 
 def require_id(value: str, field: str, what: str) -> list[FieldViolation]:
@@ -16,6 +19,15 @@ def require_id(value: str, field: str, what: str) -> list[FieldViolation]:
 def text(value: str, field: str, limit: int) -> list[FieldViolation]:
     """Free text shown to people: bounded, without control or direction-override characters."""
     return names.printable_text(value, field, limit)
+
+
+def called_by_saga(context: grpc.ServicerContext) -> bool:
+    """Whether a saga's orchestrator sent this call (it names the saga in `x-saga-id` metadata).
+
+    Undo operations (Release, Refund) are compensations: for a saga, undoing what never happened is a
+    harmless no-op (the action's outcome may have been unknown); for anyone else it is NOT_FOUND.
+    """
+    return any(key == SAGA_ID_KEY and value for key, value in context.invocation_metadata() or ())
 
 
 def raise_if(problems: list[FieldViolation]) -> None:

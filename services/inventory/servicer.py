@@ -7,12 +7,12 @@ import sqlite3
 
 import grpc
 
-from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.errors import FieldViolation, NotFoundError, maps_domain_errors
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from services.common.faults import FaultInjector
 from services.common.idempotency import honour_idempotency_keys
-from services.common.validation import raise_if, require_id
+from services.common.validation import called_by_saga, raise_if, require_id
 from services.inventory.store import RESERVED, InventoryStore
 
 MAX_QUANTITY = 1_000_000
@@ -52,6 +52,8 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.ReleaseResponse:
         raise_if(require_id(request.order_id, "order_id", "order id"))
         row = self.store.release(request.order_id)
+        if row is None and not called_by_saga(context):
+            raise NotFoundError(f"order {request.order_id!r} holds no reservation")
         return inventory_pb2.ReleaseResponse(reservation=reservation_to_proto(row) if row else None)
 
     @maps_domain_errors

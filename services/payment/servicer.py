@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 import grpc
 
-from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.errors import FieldViolation, NotFoundError, maps_domain_errors
 from controlplane.names import shown
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.common.faults import FaultInjector
 from services.common.idempotency import honour_idempotency_keys
 from services.common.timestamps import timestamp
-from services.common.validation import raise_if, require_id
+from services.common.validation import called_by_saga, raise_if, require_id
 from services.payment.store import CHARGED, PaymentStore
 
 CURRENCY = re.compile(r"[A-Z]{3}")
@@ -59,6 +59,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def Refund(self, request: payment_pb2.RefundRequest, context: grpc.ServicerContext) -> payment_pb2.RefundResponse:
         raise_if(require_id(request.order_id, "order_id", "order id"))
         row = self.store.refund(request.order_id)
+        if row is None and not called_by_saga(context):
+            raise NotFoundError(f"order {request.order_id!r} was never charged")
         return payment_pb2.RefundResponse(payment=to_proto(row) if row else None)
 
     @maps_domain_errors

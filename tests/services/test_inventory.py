@@ -60,7 +60,11 @@ def test_release_gives_stock_back_once(inventory):
 
 
 def test_release_of_an_order_without_reservation_succeeds_and_changes_nothing(inventory):
-    assert not inventory.Release(inv.ReleaseRequest(order_id="never")).HasField("reservation")
+    saga = [("x-saga-id", "place-never")]
+    assert not inventory.Release(inv.ReleaseRequest(order_id="never"), metadata=saga).HasField("reservation")
+    with pytest.raises(grpc.RpcError) as failure:  # only a saga undoes what may never have happened
+        inventory.Release(inv.ReleaseRequest(order_id="never"))
+    assert failure.value.code() == grpc.StatusCode.NOT_FOUND
     assert stock(inventory, "apple") == (10, 0)
 
 

@@ -48,7 +48,11 @@ def test_refund_marks_the_payment_refunded_and_is_harmless_to_repeat(payments):
     charge(payments)
     assert payments.Refund(pay.RefundRequest(order_id="o1")).payment.status == pay.PAYMENT_STATUS_REFUNDED
     assert payments.Refund(pay.RefundRequest(order_id="o1")).payment.status == pay.PAYMENT_STATUS_REFUNDED
-    assert not payments.Refund(pay.RefundRequest(order_id="never")).HasField("payment")
+    saga = [("x-saga-id", "place-never")]
+    assert not payments.Refund(pay.RefundRequest(order_id="never"), metadata=saga).HasField("payment")
+    with pytest.raises(grpc.RpcError) as failure:  # only a saga undoes what may never have happened
+        payments.Refund(pay.RefundRequest(order_id="never"))
+    assert failure.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_failure_rate_one_fails_every_charge_with_unavailable_and_charges_nothing(payments, faults):

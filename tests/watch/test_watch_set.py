@@ -86,3 +86,32 @@ def test_stop_ends_every_subscription():
         assert received == [""]
 
     run(scenario())
+
+
+def test_a_full_set_drops_its_least_recently_used_idle_watch_and_refuses_when_all_are_followed():
+    from controlplane.errors import LimitExceeded
+
+    async def scenario() -> tuple[list[str], str]:
+        consul = FakeConsul()
+        watches = WatchSet("things", consul.load, wait=5, backoff=Backoff(), idle_timeout=300, max_watches=2)
+        first, second = watches.watch("a"), watches.watch("b")
+        await first.first_sync(1)
+        await second.first_sync(1)
+        watches.watch("c")  # "a" was used least recently and nobody follows it
+        kept = sorted(key for key in "abc" if watches.has(key))
+        followers = [watches.watch(key).subscribe() for key in kept]
+        for follower in followers:
+            await follower.__anext__()
+        try:
+            watches.watch("d")
+            refused = ""
+        except LimitExceeded as exc:
+            refused = exc.message
+        for follower in followers:
+            await follower.aclose()
+        await watches.stop()
+        return kept, refused
+
+    kept, refused = run(scenario())
+    assert kept == ["b", "c"]
+    assert "2 things watches are open" in refused

@@ -72,6 +72,12 @@ class ValidationError(DomainError):
         return cls([FieldViolation(field, description)])
 
 
+def raise_if(problems: list[FieldViolation]) -> None:
+    """Raise ValidationError when a check found any problem."""
+    if problems:
+        raise ValidationError(problems)
+
+
 class NotFoundError(DomainError):
     code = grpc.StatusCode.NOT_FOUND
 

@@ -50,8 +50,7 @@ def check_schema(schema: Mapping[str, Any], root: str = "schema") -> list[FieldV
     nodes = sum(1 for _, value in walk(schema) if isinstance(value, dict | list))
     if nodes > MAX_SCHEMA_NODES:
         return [FieldViolation(root, f"has {nodes} objects and arrays; at most {MAX_SCHEMA_NODES} are accepted")]
-    draft = schema.get("$schema")
-    if draft is not None and (not isinstance(draft, str) or draft.rstrip("#") not in _DRAFTS):
+    if "$schema" in schema and _declared_draft(schema) is None:
         known = ", ".join(sorted(_DRAFTS))
         return [FieldViolation(render_path(["$schema"], root), f"must name a JSON Schema draft ({known})")]
     cls = _validator_class(schema)
@@ -124,10 +123,14 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
 
 
-def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
+def _declared_draft(schema: Mapping[str, Any]) -> type[Validator] | None:
+    """The validator of the draft `$schema` names; None when it names none we know (or is no string)."""
     draft = schema.get("$schema")
-    found = _DRAFTS.get(draft.rstrip("#")) if isinstance(draft, str) else None
-    return found or validators.Draft202012Validator
+    return _DRAFTS.get(draft.rstrip("#")) if isinstance(draft, str) else None
+
+
+def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
+    return _declared_draft(schema) or validators.Draft202012Validator
 
 
 def _validator(schema: Mapping[str, Any]) -> Validator:

@@ -22,7 +22,7 @@ from controlplane.config.document import (
 )
 from controlplane.config.document import walk as walk_document
 from controlplane.config.secrets import check_references
-from controlplane.errors import FieldViolation, ValidationError
+from controlplane.errors import FieldViolation, raise_if
 from controlplane.registry.validation import check_service_name
 
 RESERVED_ENVIRONMENTS = frozenset({"default"})
@@ -108,7 +108,3 @@ def _check_deletions(content: Mapping[str, Any], default_layer: bool, field: str
             problems.append(FieldViolation(where, '{"$delete": true} cannot be an array element: arrays replace whole'))
     return problems
 
-
-def raise_if(problems: list[FieldViolation]) -> None:
-    if problems:
-        raise ValidationError(problems)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from controlplane.errors import ValidationError, maps_domain_errors
+from controlplane.errors import maps_domain_errors, raise_if
 from controlplane.registry import validation as v
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, changes_between, visible
@@ -40,7 +40,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def Deregister(
         self, request: registry_pb2.DeregisterRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.DeregisterResponse:
-        _raise_if(v.check_instance_id(request.instance_id))
+        raise_if(v.check_instance_id(request.instance_id))
         await self._store.deregister(request.instance_id)
         return registry_pb2.DeregisterResponse()
 
@@ -48,7 +48,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def Heartbeat(
         self, request: registry_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.HeartbeatResponse:
-        _raise_if(v.check_instance_id(request.instance_id))
+        raise_if(v.check_instance_id(request.instance_id))
         await self._store.heartbeat(request.instance_id, request.note)
         return registry_pb2.HeartbeatResponse()
 
@@ -159,7 +159,7 @@ def registration_from(request: registry_pb2.RegisterRequest) -> Registration:
         problems += v.check_duration(
             deregister_after, "check.deregister_critical_after", MIN_DEREGISTER_AFTER, 30 * 86400.0
         )
-    _raise_if(problems)
+    raise_if(problems)
     instance = Instance(
         service=request.service,
         instance_id=request.instance_id or f"{request.service}-{uuid.uuid4().hex[:12]}",
@@ -186,18 +186,13 @@ def instance_to_proto(instance: Instance) -> registry_pb2.Instance:
 
 
 def _filter_from(service: str, flt: registry_pb2.InstanceFilter) -> InstanceFilter:
-    _raise_if(
+    raise_if(
         v.check_service_name(service)
         + v.check_version(flt.version, "filter.version")
         + v.check_tags(list(flt.tags), "filter.tags")
         + v.check_metadata(dict(flt.metadata), "filter.metadata")
     )
     return InstanceFilter(version=flt.version, tags=frozenset(flt.tags), metadata=dict(flt.metadata))
-
-
-def _raise_if(problems: list[v.FieldViolation]) -> None:
-    if problems:
-        raise ValidationError(problems)
 
 
 def _timestamp(unix_seconds: float) -> timestamp_pb2.Timestamp:

@@ -130,15 +130,14 @@ class RegistryStore:
             self._blocking.health.service(service, index=index or None, wait=_seconds(wait)),
             what=f"health of {service}",
         )
-        instances = tuple(sorted((_instance_from(entry) for entry in entries or []), key=lambda i: i.instance_id))
-        return int(new_index), instances
+        return int(new_index), _instances(entries)
 
     async def probe_instances(self, service: str, timeout: float) -> tuple[int, tuple[Instance, ...]]:
         """Every instance of `service` now, with one short (non-blocking) query."""
         new_index, entries = await consul_call(
             asyncio.wait_for(self._consul.health.service(service), timeout), what=f"health of {service}"
         )
-        return int(new_index), tuple(sorted((_instance_from(e) for e in entries or []), key=lambda i: i.instance_id))
+        return int(new_index), _instances(entries)
 
     async def list_services(self) -> dict[str, tuple[list[str], tuple[Instance, ...]]]:
         """Every service in the catalog (but Consul's own) with its tags and instances."""
@@ -154,6 +153,11 @@ def _refuse_reserved(service: dict[str, Any] | None, instance_id: str) -> None:
     if service is not None and service.get("Service") in RESERVED_SERVICES:
         raise PreconditionError(f"instance {instance_id!r} is the control plane's own ({service['Service']}); "
                                 "only the control plane changes it")
+
+
+def _instances(entries: list[dict[str, Any]] | None) -> tuple[Instance, ...]:
+    """Consul health entries as instances, in instance-id order."""
+    return tuple(sorted((_instance_from(entry) for entry in entries or []), key=lambda i: i.instance_id))
 
 
 def _instance_from(entry: dict[str, Any]) -> Instance:

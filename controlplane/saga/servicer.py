@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from controlplane import names
-from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
+from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors, raise_if
 from controlplane.saga import convert
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.orchestrator import Orchestrator, new_trace_id
@@ -31,18 +31,14 @@ MAX_REASON = 1024
 def check_saga_id(saga_id: str, field: str = "saga_id") -> None:
     if not saga_id:
         raise ValidationError.single(field, "required: the saga's id")
-    problems = names.IDENTIFIER.check(saga_id, field)
-    if problems:
-        raise ValidationError(problems)
+    raise_if(names.IDENTIFIER.check(saga_id, field))
 
 
 def check_input(message: struct_pb2.Struct, field: str = "input") -> None:
     size = message.ByteSize()
     if size > MAX_INPUT_BYTES:
         raise ValidationError.single(field, f"is {size} bytes; at most {MAX_INPUT_BYTES} bytes are accepted")
-    problems = struct_problems(message, field)
-    if problems:
-        raise ValidationError(problems)
+    raise_if(struct_problems(message, field))
 
 
 class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
@@ -72,7 +68,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     async def GetDefinition(
         self, request: saga_pb2.GetDefinitionRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.GetDefinitionResponse:
-        _raise_if(names.DEFINITION.check(request.name, "name"))
+        raise_if(names.DEFINITION.check(request.name, "name"))
         definition = await self._definitions.get(request.name, request.version)
         return saga_pb2.GetDefinitionResponse(definition=definition.proto)
 
@@ -88,7 +84,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     ) -> saga_pb2.StartSagaResponse:
         saga_id = request.saga_id or str(uuid.uuid4())
         check_saga_id(saga_id)
-        _raise_if(names.DEFINITION.check(request.definition_name, "definition_name"))
+        raise_if(names.DEFINITION.check(request.definition_name, "definition_name"))
         check_input(request.input)
         definition = await self._definitions.get(request.definition_name, request.definition_version)
         saga_input = convert.from_struct(request.input)
@@ -107,7 +103,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     async def ListSagas(
         self, request: saga_pb2.ListSagasRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.ListSagasResponse:
-        _raise_if(names.DEFINITION.check(request.definition_name, "definition_name", required=False)
+        raise_if(names.DEFINITION.check(request.definition_name, "definition_name", required=False)
                   + ([FieldViolation("page_size", f"must not be negative, got {request.page_size}")]
                      if request.page_size < 0 else [])
                   + ([FieldViolation("page_token", "not a token this service issued")]
@@ -145,7 +141,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         self, request: saga_pb2.AbortSagaRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.AbortSagaResponse:
         check_saga_id(request.saga_id)
-        _raise_if(names.printable_text(request.reason, "reason", MAX_REASON, multiline=True))
+        raise_if(names.printable_text(request.reason, "reason", MAX_REASON, multiline=True))
         state = await self._orchestrator.abort(request.saga_id, request.reason)
         return saga_pb2.AbortSagaResponse(saga=convert.saga_to_proto(state))
 
@@ -159,11 +155,6 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         if state is None:
             raise NotFoundError(f"no saga {saga_id!r}")
         return state
-
-
-def _raise_if(problems: list[FieldViolation]) -> None:
-    if problems:
-        raise ValidationError(problems)
 
 
 def _trace_id(context: grpc.aio.ServicerContext) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from controlplane import names
-from controlplane.errors import FieldViolation, ValidationError
+from controlplane.errors import FieldViolation
 from controlplane.saga.invoker import SAGA_ID_KEY
 
 
@@ -21,15 +21,16 @@ def text(value: str, field: str, limit: int) -> list[FieldViolation]:
     return names.printable_text(value, field, limit)
 
 
+def calling_saga(context: grpc.ServicerContext) -> str:
+    """The id of the saga whose orchestrator sent this call (`x-saga-id` metadata), or ""."""
+    return next((value for key, value in context.invocation_metadata() or () if key == SAGA_ID_KEY), "")
+
+
 def called_by_saga(context: grpc.ServicerContext) -> bool:
-    """Whether a saga's orchestrator sent this call (it names the saga in `x-saga-id` metadata).
+    """Whether a saga's orchestrator sent this call.
 
     Undo operations (Release, Refund) are compensations: for a saga, undoing what never happened is a
     harmless no-op (the action's outcome may have been unknown); for anyone else it is NOT_FOUND.
     """
-    return any(key == SAGA_ID_KEY and value for key, value in context.invocation_metadata() or ())
+    return bool(calling_saga(context))
 
-
-def raise_if(problems: list[FieldViolation]) -> None:
-    if problems:
-        raise ValidationError(problems)

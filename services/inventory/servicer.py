@@ -7,12 +7,12 @@ import sqlite3
 
 import grpc
 
-from controlplane.errors import FieldViolation, NotFoundError, maps_domain_errors
+from controlplane.errors import FieldViolation, NotFoundError, maps_domain_errors, raise_if
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from services.common.faults import FaultInjector
 from services.common.idempotency import honour_idempotency_keys
-from services.common.validation import called_by_saga, raise_if, require_id
+from services.common.validation import called_by_saga, require_id
 from services.inventory.store import RESERVED, InventoryStore
 
 MAX_QUANTITY = 1_000_000

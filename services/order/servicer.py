@@ -9,14 +9,13 @@ from collections.abc import Callable
 
 import grpc
 
-from controlplane.errors import AlreadyExistsError, FieldViolation, maps_domain_errors
+from controlplane.errors import AlreadyExistsError, FieldViolation, maps_domain_errors, raise_if
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from controlplane.saga.invoker import SAGA_ID_KEY
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from services.common.idempotency import honour_idempotency_keys
 from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
-from services.common.validation import raise_if, require_id, text
+from services.common.validation import calling_saga, require_id, text
 from services.order.store import CANCELLED, CONFIRMED, Item, OrderStore
 
 MAX_ITEMS = 100
@@ -95,8 +94,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.CancelOrderResponse:
         raise_if(require_id(request.order_id, "order_id", "order id"))
         raise_if(text(request.reason, "reason", MAX_REASON))
-        saga_id = dict(context.invocation_metadata() or ()).get(SAGA_ID_KEY, "")
-        row = self.store.cancel(request.order_id, request.reason or "cancelled", by_saga=saga_id)
+        row = self.store.cancel(request.order_id, request.reason or "cancelled", by_saga=calling_saga(context))
         return order_pb2.CancelOrderResponse(order=to_proto(row))
 
 

@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 import grpc
 
-from controlplane.errors import FieldViolation, NotFoundError, maps_domain_errors
+from controlplane.errors import FieldViolation, NotFoundError, maps_domain_errors, raise_if
 from controlplane.names import shown
 from controlplane.saga.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from services.common.faults import FaultInjector
 from services.common.idempotency import honour_idempotency_keys
 from services.common.timestamps import timestamp
-from services.common.validation import called_by_saga, raise_if, require_id
+from services.common.validation import called_by_saga, require_id
 from services.payment.store import CHARGED, PaymentStore
 
 CURRENCY = re.compile(r"[A-Z]{3}")

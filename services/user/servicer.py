@@ -8,12 +8,12 @@ import uuid
 
 import grpc
 
-from controlplane.errors import FieldViolation, maps_domain_errors
+from controlplane.errors import FieldViolation, maps_domain_errors, raise_if
 from controlplane.names import shown
 from demo.user.v1 import user_pb2, user_pb2_grpc
 from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
-from services.common.validation import raise_if, require_id, text
+from services.common.validation import require_id, text
 from services.user.store import UserStore
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]{1,63}(\.[^@\s.]{1,63})+")

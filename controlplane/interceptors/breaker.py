@@ -80,7 +80,13 @@ class BreakerPolicy:
     window: "count" judges the last `window_size` calls; "time" the calls of the last `window_size` seconds.
     window_size: calls (count window) or whole seconds (time window).
     minimum_calls: no verdict before the window holds this many calls (capped at window_size for "count").
-    wait_in_open: seconds an OPEN breaker refuses calls before letting trial calls through.
+    wait_in_open: seconds an OPEN breaker refuses calls before letting trial calls through, the first time
+        it opens. Each time its trial calls fail and it opens again, the wait is multiplied by
+        `wait_multiplier`, up to `max_wait_in_open` (as resilience4j's exponential interval function does);
+        closing starts again from `wait_in_open`. So a brief blip costs about a second, a long outage
+        few trial calls.
+    wait_multiplier: factor (>= 1) by which the wait grows from one opening to the next.
+    max_wait_in_open: the longest wait in OPEN (never below `wait_in_open`).
     half_open_calls: trial calls let through in HALF_OPEN; once all have ended, their failure and slow
         rates decide: below both thresholds closes the breaker, otherwise it opens again.
     failure_codes: final statuses that count as failures (names like "UNAVAILABLE" in `from_dict`).
@@ -93,7 +99,9 @@ class BreakerPolicy:
     window: Literal["count", "time"] = "count"
     window_size: int = 100
     minimum_calls: int = 20
-    wait_in_open: float = 10.0
+    wait_in_open: float = 1.0
+    wait_multiplier: float = 2.0
+    max_wait_in_open: float = 30.0
     half_open_calls: int = 5
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
 
@@ -111,6 +119,10 @@ class BreakerPolicy:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.wait_in_open < 0:
             raise ValueError(f"wait_in_open must be >= 0 seconds, got {self.wait_in_open}")
+        if not 1 <= self.wait_multiplier <= 100:
+            raise ValueError(f"wait_multiplier must be 1..100, got {self.wait_multiplier}")
+        if self.max_wait_in_open < 0:
+            raise ValueError(f"max_wait_in_open must be >= 0 seconds, got {self.max_wait_in_open}")
         object.__setattr__(self, "failure_codes", frozenset(self.failure_codes))
 
     @classmethod
@@ -120,6 +132,16 @@ class BreakerPolicy:
 
     def new_window(self) -> Window:
         return CountWindow(self.window_size) if self.window == "count" else TimeWindow(self.window_size)
+
+    def open_wait(self, opening: int) -> float:
+        """Seconds in OPEN for the `opening`-th consecutive opening (1: the first since it was closed)."""
+        cap = max(self.max_wait_in_open, self.wait_in_open)
+        wait = self.wait_in_open
+        for _ in range(opening - 1):
+            wait *= self.wait_multiplier
+            if wait >= cap:
+                return cap
+        return min(wait, cap)
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,7 @@ class CircuitBreaker:
             else self.policy.minimum_calls
         )
         self._open_until = 0.0
+        self._openings = 0  # consecutive openings since the breaker was last closed
         self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
         self._rejected = 0
 
@@ -306,11 +329,14 @@ class CircuitBreaker:
             self._move(State.HALF_OPEN, now, changes)
 
     def _open(self, now: float, changes: list[StateChange]) -> None:
-        self._open_until = now + self.policy.wait_in_open
+        self._openings += 1
+        self._open_until = now + self.policy.open_wait(self._openings)
         self._move(State.OPEN, now, changes)
 
     def _move(self, new: State, now: float, changes: list[StateChange]) -> None:
         old = self._state
+        if new is State.CLOSED:
+            self._openings = 0
         self._generation += 1
         self._window.reset()
         self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0

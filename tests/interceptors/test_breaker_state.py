@@ -219,3 +219,29 @@ def test_breaker_counts_stay_exact_under_many_threads(clock: FakeClock) -> None:
         thread.join()
     snap = breaker.snapshot()
     assert (snap.calls, snap.failures) == (8000, 4000)
+
+
+def test_wait_in_open_doubles_while_trials_fail_and_starts_again_after_closing(clock: FakeClock) -> None:
+    policy = BreakerPolicy(minimum_calls=2, window_size=2, half_open_calls=1, wait_in_open=1.0,
+                           wait_multiplier=2.0, max_wait_in_open=5.0)
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "ff")
+    waits = []
+    for _ in range(5):  # each trial fails: the breaker opens again, for longer, up to the cap
+        waits.append(breaker.snapshot().retry_in)
+        clock.advance(waits[-1])
+        assert breaker.state is State.HALF_OPEN
+        run(breaker, "f")
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    clock.advance(5.0)
+    run(breaker, "o")  # a trial succeeds: closed, and the next opening waits the first wait again
+    assert breaker.state is State.CLOSED
+    run(breaker, "ff")
+    assert breaker.snapshot().retry_in == 1.0
+
+
+def test_max_wait_below_the_first_wait_does_not_shorten_it() -> None:
+    assert BreakerPolicy(wait_in_open=60.0).open_wait(1) == 60.0
+    assert BreakerPolicy(wait_in_open=60.0).open_wait(3) == 60.0
+    with pytest.raises(ValueError, match="wait_multiplier"):
+        BreakerPolicy(wait_multiplier=0.5)

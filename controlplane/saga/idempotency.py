@@ -6,10 +6,19 @@ participant decorates its handlers with `idempotent(store)`: the first call with
 and records its response; every later call with that key gets the recorded response back without
 running the handler again.
 
-Handlers run inside the store's transaction. With `SqliteIdempotencyStore`, a handler that writes its
-own data through `store.connection` commits it atomically with the record, so even a participant that
-crashes mid-call never applies a step twice. Failed calls are not recorded: they roll back and may be
-tried again.
+Calls with different keys run concurrently; calls with the same key run one at a time, so a repeat that
+arrives while the first call runs waits for it and gets its response. Failed calls are not recorded and
+may be tried again.
+
+Two ways to make the effect and its record agree after a crash:
+- `SqliteIdempotencyStore(path, transactional=True)`: the handler runs inside the store's transaction; a
+  handler that writes its own data through `store.connection` commits it atomically with the record, so
+  even a participant that crashes mid-call never applies a step twice. SQLite has one writer, so such
+  handlers run one at a time.
+- the default: the record is written after the handler returns, in a short transaction of its own, and
+  handlers run concurrently. A crash between the handler's own commit and the record means the step is
+  run again, so the handler must itself be idempotent by its business key (reserving stock for an order
+  that holds a reservation returns that reservation). That is the saga participant contract anyway.
 
     store = SqliteIdempotencyStore("inventory.db")
 
@@ -18,6 +27,8 @@ tried again.
         def Reserve(self, request, context):
             store.connection.execute("INSERT INTO reservations ...")
             return inventory_pb2.ReserveResponse(...)
+
+(with `SqliteIdempotencyStore("inventory.db", transactional=True)` for the atomic kind).
 """
 
 from __future__ import annotations
@@ -72,13 +83,46 @@ class _Claim:
         self.new = recorded
 
 
-class SqliteIdempotencyStore:
-    """Records in SQLite. One writer at a time (also across processes sharing the file), so a repeat
-    that arrives while the first call runs waits for it and then gets its response."""
+class KeyLocks:
+    """One lock per key, held by the calls of that key only; a key's lock is dropped when no call holds it."""
 
-    def __init__(self, path: str | Path = ":memory:", *, busy_timeout: float = 30.0) -> None:
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks: dict[tuple[str, str], list[Any]] = {}  # key -> [lock, holders and waiters]
+
+    @contextlib.contextmanager
+    def holding(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._mutex:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._mutex:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class SqliteIdempotencyStore:
+    """Records in SQLite.
+
+    transactional: run each keyed call inside the store's write transaction (`connection`), so what the
+    handler writes there commits with the record; calls then run one at a time (also across processes
+    sharing the file). Otherwise (the default) calls of different keys run concurrently and the record is
+    written after the handler; see the module docstring for what each asks of the handler.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, busy_timeout: float = 30.0,
+                 transactional: bool = False) -> None:
         self.connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                           timeout=busy_timeout)
+        self.transactional = transactional
+        self._keys = KeyLocks()
         self._lock = threading.RLock()
         with self._lock:
             if str(path) != ":memory:":
@@ -89,26 +133,52 @@ class SqliteIdempotencyStore:
                 " response_type TEXT NOT NULL, response BLOB NOT NULL, PRIMARY KEY (scope, key))"
             )
 
+    def claim(self, scope: str, key: str) -> contextlib.AbstractContextManager[Claim]:
+        return self._claim_in_transaction(scope, key) if self.transactional else self._claim_by_key(scope, key)
+
     @contextlib.contextmanager
-    def claim(self, scope: str, key: str) -> Iterator[Claim]:
+    def _claim_in_transaction(self, scope: str, key: str) -> Iterator[Claim]:
         with self._lock:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
-                row = self.connection.execute(
-                    "SELECT request_fingerprint, response_type, response FROM idempotency_records"
-                    " WHERE scope = ? AND key = ?", (scope, key),
-                ).fetchone()
-                claim = _Claim(Recorded(row[0], row[1], bytes(row[2])) if row else None)
+                claim = _Claim(self._read(scope, key))
                 yield claim
                 if claim.new is not None:
-                    self.connection.execute(
-                        "INSERT INTO idempotency_records VALUES (?, ?, ?, ?, ?)",
-                        (scope, key, claim.new.request_fingerprint, claim.new.response_type, claim.new.response),
-                    )
+                    self._write(scope, key, claim.new)
                 self.connection.execute("COMMIT")
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def _claim_by_key(self, scope: str, key: str) -> Iterator[Claim]:
+        with self._keys.holding((scope, key)):
+            with self._lock:
+                claim = _Claim(self._read(scope, key))
+            yield claim
+            if claim.new is not None:
+                with self._lock:
+                    self.connection.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._write(scope, key, claim.new)
+                        self.connection.execute("COMMIT")
+                    except BaseException:
+                        self.connection.execute("ROLLBACK")
+                        raise
+
+    def _read(self, scope: str, key: str) -> Recorded | None:
+        row = self.connection.execute(
+            "SELECT request_fingerprint, response_type, response FROM idempotency_records WHERE scope = ? AND key = ?",
+            (scope, key),
+        ).fetchone()
+        return Recorded(row[0], row[1], bytes(row[2])) if row else None
+
+    def _write(self, scope: str, key: str, recorded: Recorded) -> None:
+        # OR IGNORE: another process sharing the file may have recorded the key meanwhile; its record stands.
+        self.connection.execute(
+            "INSERT OR IGNORE INTO idempotency_records VALUES (?, ?, ?, ?, ?)",
+            (scope, key, recorded.request_fingerprint, recorded.response_type, recorded.response),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -116,15 +186,16 @@ class SqliteIdempotencyStore:
 
 
 class MemoryIdempotencyStore:
-    """Records in memory: for tests and participants whose effects are in memory too."""
+    """Records in memory: for tests and participants whose effects are in memory too. Calls of different
+    keys run concurrently."""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._keys = KeyLocks()
         self._records: dict[tuple[str, str], Recorded] = {}
 
     @contextlib.contextmanager
     def claim(self, scope: str, key: str) -> Iterator[Claim]:
-        with self._lock:
+        with self._keys.holding((scope, key)):
             claim = _Claim(self._records.get((scope, key)))
             yield claim
             if claim.new is not None:

@@ -1,7 +1,8 @@
 """The saga participant contract for the demo services: a repeated `idempotency-key` replays the first answer.
 
 The services' own writes are idempotent per order already (reserving, charging, confirming or cancelling an
-order twice changes nothing); the key adds the exact first response for a resent saga step.
+order twice changes nothing); the key adds the exact first response for a resent saga step. So the records
+need not share the handler's transaction, and calls with different keys run concurrently.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class Records:
     """A participant's SQLite database: its business rows, the idempotency records and the audit."""
 
     def __init__(self) -> None:
-        self.store = SqliteIdempotencyStore(":memory:")
+        self.store = SqliteIdempotencyStore(":memory:", transactional=True)
         self.db = self.store.connection
         self.db.execute("CREATE TABLE applied (op TEXT, order_id TEXT, at REAL)")
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -18,27 +19,33 @@ from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 class Payments(payment_pb2_grpc.PaymentServiceServicer):
     """Charges by counting; the idempotency store is chosen per test, so the handler is wrapped per instance."""
 
-    def __init__(self, store: IdempotencyStore, pause: float = 0.0) -> None:
+    def __init__(self, store: IdempotencyStore, pause: float = 0.0,
+                 inside: Callable[[], None] = lambda: None) -> None:
         self.charged = 0
         self.pause = pause
+        self.inside = inside
+        self._count = threading.Lock()
         self.Charge = idempotent(store)(self._charge).__get__(self)  # type: ignore[method-assign]
 
     @staticmethod
     def _charge(self: Payments, request: Any, context: grpc.ServicerContext) -> Any:
         time.sleep(self.pause)
+        self.inside()
         if request.amount_cents <= 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "amount must be positive")
-        self.charged += 1
+        with self._count:
+            self.charged += 1
+            number = self.charged
         return payment_pb2.ChargeResponse(payment=payment_pb2.Payment(
-            payment_id=f"pay-{self.charged}", amount_cents=request.amount_cents))
+            payment_id=f"pay-{number}", amount_cents=request.amount_cents))
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "sqlite-transactional", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IdempotencyStore]:
     if request.param == "memory":
         yield MemoryIdempotencyStore()
         return
-    sqlite = SqliteIdempotencyStore(tmp_path / "records.db")
+    sqlite = SqliteIdempotencyStore(tmp_path / "records.db", transactional=request.param.endswith("transactional"))
     yield sqlite
     sqlite.close()
 
@@ -83,6 +90,23 @@ def test_concurrent_repeats_of_one_key_apply_the_effect_once(store: IdempotencyS
 
     assert payments.charged == 1
     assert len({a.payment.payment_id for a in answers}) == 1
+
+
+def test_calls_with_different_keys_run_at_the_same_time(store: IdempotencyStore) -> None:
+    if getattr(store, "transactional", False):
+        pytest.skip("a transactional store runs keyed calls one at a time by design")
+    together = threading.Barrier(4, timeout=10)  # breaks unless all four handlers are inside at once
+    payments = Payments(store, inside=together.wait)
+    server, stub, channel = serve(payments)
+    try:
+        with futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda n: charge(stub, f"key-{n}"), range(4)))
+    finally:
+        channel.close()
+        server.stop(0)
+
+    assert payments.charged == 4
+    assert len({a.payment.payment_id for a in answers}) == 4
 
 
 def test_failures_are_not_recorded_and_a_key_reused_for_another_request_is_refused(store: IdempotencyStore) -> None:

@@ -62,6 +62,7 @@ class Step:
     response_mapping: Mapping[str, str]
     timeout: float  # seconds per attempt
     retry: Retry
+    compensate_always: bool = False  # undo whenever the saga compensates, whatever the action did
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ def _compile_step(step: saga_pb2.SagaStep, where: str) -> tuple[Step | None, lis
                                    f"{where}.compensation_template")
     elif compensation_template:
         problems.append(FieldViolation(f"{where}.compensation_template", "set, but the step has no compensation"))
+    if step.compensate_always and compensation is None and not step.compensation:
+        problems.append(FieldViolation(f"{where}.compensate_always", "set, but the step has no compensation"))
     timeout, found = (duration_seconds(step.timeout, f"{where}.timeout") if step.HasField("timeout")
                       else (DEFAULT_STEP_TIMEOUT, []))
     problems += found
@@ -159,6 +162,7 @@ def _compile_step(step: saga_pb2.SagaStep, where: str) -> tuple[Step | None, lis
         response_mapping=dict(step.response_mapping),
         timeout=timeout,
         retry=retry,
+        compensate_always=step.compensate_always,
     ), problems
 
 

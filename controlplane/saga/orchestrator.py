@@ -248,7 +248,8 @@ class Orchestrator:
     async def _drive(self, saga_id: str, state: SagaState, definition: Definition, effect: Effect | None) -> None:
         outcome: list[Event] = []
         delay = self._settings.consul_backoff.initial
-        breaker_waits: dict[int, float] = {}  # step -> seconds its compensation waited for circuit breakers
+        # (step, compensation) -> seconds its action or compensation waited for circuit breakers
+        breaker_waits: dict[tuple[int, bool], float] = {}
         while True:
             if effect is None:
                 after = state.clone()  # one copy per transition: outcome and plan are folded into it
@@ -297,7 +298,7 @@ class Orchestrator:
             await asyncio.wait_for(wakeup.wait(), seconds)
 
     async def _call(self, saga_id: str, state: SagaState, definition: Definition, call: Call,
-                    breaker_waits: dict[int, float]) -> list[Event]:
+                    breaker_waits: dict[tuple[int, bool], float]) -> list[Event]:
         """Perform one attempt; the event recording its outcome."""
         spec = definition.steps[call.step]
         compensation = call.compensation
@@ -309,7 +310,10 @@ class Orchestrator:
         ]
         try:
             payload = templates.render(template, state.data)
-            response = await self._send(saga_id, spec, call, payload, metadata, state.trace_id, breaker_waits)
+            budget = (self._settings.compensation_breaker_wait if compensation
+                      else planner.action_breaker_budget(state, definition, call.step, self._clock()))
+            response = await self._send(saga_id, spec, call, payload, metadata, state.trace_id, breaker_waits,
+                                        budget)
         except templates.TemplateError as exc:
             failure = CallFailed(grpc.StatusCode.INVALID_ARGUMENT, f"request template: {exc}")
         except CallFailed as exc:
@@ -336,26 +340,28 @@ class Orchestrator:
         })]
 
     async def _send(self, saga_id: str, spec: Step, call: Call, payload: Any, metadata: list[tuple[str, str]],
-                    trace_id: str, breaker_waits: dict[int, float]) -> dict[str, Any]:
-        """Call the participant. An action refused by an open circuit breaker fails at once; a compensation
-        waits until the breaker lets a trial call through and tries again, without spending an attempt,
-        for at most `compensation_breaker_wait` seconds in all (`breaker_waits`: seconds waited per step)."""
+                    trace_id: str, breaker_waits: dict[tuple[int, bool], float], budget: float) -> dict[str, Any]:
+        """Call the participant. A call refused by this replica's circuit breaker never reached it, so
+        it waits until the breaker lets a trial call through and tries again, without spending an
+        attempt, for at most `budget` seconds in all per step and kind (`breaker_waits` keeps the
+        seconds waited): a participant that restarted in a blink costs a second, not the saga."""
         method = spec.compensation if call.compensation else spec.action
         assert method is not None
+        waits = (call.step, call.compensation)
         while True:
             try:
                 return await self._invoker.call(spec.target_service, method, payload, timeout=call.timeout,
                                                 metadata=metadata, trace_id=trace_id)
             except CallFailed as exc:
-                if not (exc.refused and call.compensation):
+                if not exc.refused:
                     raise
-                waited = breaker_waits.get(call.step, 0.0)
-                pause = planner.breaker_wait(exc.retry_after, waited, self._settings.compensation_breaker_wait)
+                waited = breaker_waits.get(waits, 0.0)
+                pause = planner.breaker_wait(exc.retry_after, waited, budget)
                 if pause is None:
                     raise
-                log.info("saga %s: compensation of step %s waits %.2fs for a circuit breaker (%s)", saga_id,
-                         spec.name, pause, exc.message)
-                breaker_waits[call.step] = waited + pause
+                log.info("saga %s: %s of step %s waits %.2fs for a circuit breaker (%s)", saga_id,
+                         "compensation" if call.compensation else "action", spec.name, pause, exc.message)
+                breaker_waits[waits] = waited + pause
                 await asyncio.sleep(pause)
 
     # -- takeover -------------------------------------------------------------------------------

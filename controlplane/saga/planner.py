@@ -9,7 +9,9 @@ Rules:
   a final failure, an abort, or passing the saga's deadline turns the saga to compensating.
 - Compensating: steps are undone in reverse order. A step is undone when it succeeded, or when its
   outcome is unknown (in flight, or last failed with UNAVAILABLE/DEADLINE_EXCEEDED); a step that failed
-  with a client error took no effect and is skipped, as are steps without a compensation.
+  with a client error took no effect and is skipped, as are steps without a compensation, unless the
+  step says `compensate_always`: its compensation runs however the saga ends short of completing,
+  even for an action that failed, was refused or never started.
   A compensation that keeps failing is given up after its retries; the others still run, and the
   saga then ends NEEDS_ATTENTION instead of COMPENSATED.
 """
@@ -103,8 +105,8 @@ def _compensating(s: SagaState, d: Definition, now: float, replica: str) -> tupl
         if spec.compensation is None:
             continue
         needs_undo = step.status in (StepStatus.SUCCEEDED, StepStatus.RUNNING, StepStatus.COMPENSATING) or (
-            step.status == StepStatus.FAILED and step.outcome_unknown
-        )
+            step.status == StepStatus.FAILED and (step.outcome_unknown or spec.compensate_always)
+        ) or (step.status == StepStatus.PENDING and spec.compensate_always)
         retry_undo = step.status == StepStatus.COMPENSATION_FAILED and not step.gave_up
         if not (needs_undo or retry_undo):
             continue
@@ -135,15 +137,25 @@ BREAKER_MARGIN = 0.01
 
 
 def breaker_wait(retry_after: float | None, waited: float, budget: float) -> float | None:
-    """Seconds a compensation refused by a circuit breaker waits before it tries again, without spending
-    an attempt; None when the refusal counts as a failed attempt instead, because the compensation's
-    total wait would exceed `budget`.
+    """Seconds a call refused by a circuit breaker waits before it tries again, without spending an
+    attempt; None when the refusal counts as a failed attempt instead, because the call's total wait
+    would exceed `budget`.
 
     retry_after: seconds until the breaker lets a trial call through (None: it is half-open and every
-    trial call is taken). waited: seconds this compensation has already waited for breakers.
+    trial call is taken). waited: seconds this step's action (or compensation) already waited for breakers.
     """
     pause = HALF_OPEN_RETRY if retry_after is None else max(0.0, retry_after) + BREAKER_MARGIN
     return pause if waited + pause <= budget else None
+
+
+def action_breaker_budget(state: SagaState, definition: Definition, step: int, now: float) -> float:
+    """Seconds in all a step's action may wait for circuit breakers: what its attempts could take
+    (`max_attempts` x `timeout`), and never past the saga's deadline."""
+    spec = definition.steps[step]
+    budget = spec.retry.max_attempts * spec.timeout
+    if state.deadline is not None:
+        budget = min(budget, max(0.0, state.deadline - now))
+    return budget
 
 
 def outcome_final(failures_after: int, max_attempts: int, retryable: bool) -> bool:

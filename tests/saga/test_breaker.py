@@ -1,8 +1,9 @@
 """Participant calls and the control plane's own circuit breakers (one per participant instance).
 
-A call the breaker refuses never reaches the participant. An action refused that way fails at once as
-one more failed attempt; a compensation waits until the breaker lets a trial call through instead of
-spending its attempts, so a reachable participant is compensated even while its breaker is open.
+A call the breaker refuses never reaches the participant. Actions and compensations refused that way
+wait until the breaker lets a trial call through instead of spending their attempts (actions for at most
+what their attempts could take, compensations for `--saga-compensation-breaker-wait`), so a participant
+that restarted in a blink costs about a second, not the saga.
 """
 
 from __future__ import annotations
@@ -76,17 +77,16 @@ def seconds(attempt: saga_pb2.Attempt) -> float:
     return (attempt.finished_at.ToNanoseconds() - attempt.started_at.ToNanoseconds()) / 1e9
 
 
-def test_an_action_refused_by_the_open_breaker_fails_at_once_without_reaching_the_participant(
+def test_an_action_refused_by_the_open_breaker_waits_for_its_trial_call_instead_of_spending_an_attempt(
     breaker_plane: ControlPlaneProcess,
 ) -> None:
     saga, order, participants = run_declined_charge(breaker_plane)
 
     charge = attempts(saga.steps[1], compensation=False)
     assert [a.code for a in charge] == ["UNAVAILABLE"] * 3
-    assert "payment gateway down" in charge[1].error
-    assert "circuit breaker" in charge[2].error and "is open" in charge[2].error
-    assert seconds(charge[2]) < WAIT_IN_OPEN / 2  # refused on the spot, not after waiting for the breaker
-    assert participants.calls()[("charge", order)] == 2  # the third attempt never left the control plane
+    assert all("payment gateway down" in a.error for a in charge)  # every attempt reached the participant
+    assert seconds(charge[2]) > WAIT_IN_OPEN / 2  # the third waited for the breaker's trial call
+    assert participants.calls()[("charge", order)] == 3
 
 
 def test_a_compensation_waits_for_the_open_breaker_instead_of_giving_up(

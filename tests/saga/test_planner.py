@@ -92,6 +92,30 @@ def test_a_step_refused_with_a_client_error_is_not_compensated() -> None:
     assert plan(state, DEFINITION, T0).effect == Call(step=0, compensation=True, attempt=1, timeout=2.0)
 
 
+def always_undone(step: int) -> object:
+    raw = order_definition("order", {"inventory": "inv", "payment": "pay", "order": "ord"})
+    raw.steps[step].compensate_always = True
+    return compile_definition(raw)
+
+
+def test_a_compensate_always_step_is_undone_whatever_its_action_did() -> None:
+    definition = always_undone(0)
+    refused = after(started(), *failed(0, 1, "FAILED_PRECONDITION", final=True, unknown=False))
+    never_ran = after(started(), *succeeded(0), *failed(1, 1, "INVALID_ARGUMENT", final=True, unknown=False))
+    never_ran_definition = always_undone(2)  # confirm (step 2) never started
+
+    assert plan(refused, definition, T0).effect == Call(step=0, compensation=True, attempt=1, timeout=2.0)
+    assert plan(refused, DEFINITION, T0).effect == Finish()  # without the flag: nothing to undo
+    assert plan(never_ran, never_ran_definition, T0).effect == Call(step=2, compensation=True, attempt=1,
+                                                                    timeout=2.0)
+
+
+def test_a_completed_saga_runs_no_compensate_always_undo() -> None:
+    state = after(started(), *succeeded(0), *succeeded(1), *succeeded(2))
+
+    assert [e.type for e in plan(state, always_undone(0), T0).events] == [EventType.SAGA_COMPLETED]
+
+
 def test_a_compensation_that_gives_up_leaves_the_saga_needing_attention() -> None:
     state = after(started(), *succeeded(0), *failed(1, 1, "FAILED_PRECONDITION", final=True, unknown=False),
                   (EventType.COMPENSATION_STARTED, {"step": 0, "attempt": 1}),

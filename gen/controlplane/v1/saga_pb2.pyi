@@ -59,7 +59,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_multiplier: _Optional[float] = ...) -> None: ...
 
 class SagaStep(_message.Message):
-    __slots__ = ("name", "target_service", "action", "compensation", "request_template", "compensation_template", "response_mapping", "timeout", "retry")
+    __slots__ = ("name", "target_service", "action", "compensation", "request_template", "compensation_template", "response_mapping", "timeout", "retry", "compensate_always")
     class ResponseMappingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class SagaStep(_message.Message):
     RESPONSE_MAPPING_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATE_ALWAYS_FIELD_NUMBER: _ClassVar[int]
     name: str
     target_service: str
     action: str
@@ -85,7 +86,8 @@ class SagaStep(_message.Message):
     response_mapping: _containers.ScalarMap[str, str]
     timeout: _duration_pb2.Duration
     retry: RetryPolicy
-    def __init__(self, name: _Optional[str] = ..., target_service: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., request_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., compensation_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., response_mapping: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+    compensate_always: bool
+    def __init__(self, name: _Optional[str] = ..., target_service: _Optional[str] = ..., action: _Optional[str] = ..., compensation: _Optional[str] = ..., request_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., compensation_template: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., response_mapping: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., compensate_always: _Optional[bool] = ...) -> None: ...
 
 class SagaDefinition(_message.Message):
     __slots__ = ("name", "version", "steps", "timeout", "compensation_retry")

@@ -1,5 +1,6 @@
 """Run the order service: `python -m services.order`."""
 
+import os
 import sys
 
 import grpc
@@ -9,6 +10,7 @@ from services.common.database import Database
 from services.common.idempotency import key_store
 from services.common.runner import Runtime, ServiceSpec, main
 from services.order.dependencies import SagaStarter, UserCheck
+from services.order.outbox import SagaOutbox
 from services.order.servicer import OrderServicer
 from services.order.store import SCHEMA, OrderStore
 
@@ -19,12 +21,11 @@ def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     db = Database.for_service("order", SCHEMA)
     keys = key_store("order")
     runtime.closers += [db.close, keys.close]
-    servicer = OrderServicer(
-        OrderStore(db),
-        check_user=UserCheck(runtime.channel_to("user")),
-        start_saga=SagaStarter(runtime.control_plane_channel()),
-        keys=keys,
-    )
+    store = OrderStore(db)
+    outbox = SagaOutbox(store, SagaStarter(runtime.control_plane_channel()),
+                        interval=float(os.environ.get("ORDER_OUTBOX_INTERVAL", "1.0"))).start()
+    runtime.closers.append(outbox.stop)
+    servicer = OrderServicer(store, check_user=UserCheck(runtime.channel_to("user")), place=outbox.place, keys=keys)
     order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server)
 
 

@@ -16,7 +16,8 @@ from services.common.idempotency import honour_idempotency_keys
 from services.common.pages import fetch_page
 from services.common.timestamps import timestamp
 from services.common.validation import calling_saga, require_id, text
-from services.order.store import CANCELLED, CONFIRMED, Item, OrderStore
+from services.order.dependencies import DependencyUnavailable
+from services.order.store import CANCELLED, CONFIRMED, PENDING, Item, OrderStore
 
 MAX_ITEMS = 100
 MAX_REASON = 500
@@ -27,19 +28,19 @@ MAX_TOTAL_CENTS = 100_000_000
 
 # check_user(user_id) raises a DomainError when the user may not order.
 CheckUser = Callable[[str], None]
-# start_saga(saga_id, order) starts the place-order saga for a new order.
-StartSaga = Callable[[str, sqlite3.Row], None]
+# place(order) starts the order's saga and notes it (see outbox.SagaOutbox.place).
+Place = Callable[[sqlite3.Row], None]
 
 _STATUS = {CONFIRMED: order_pb2.ORDER_STATUS_CONFIRMED, CANCELLED: order_pb2.ORDER_STATUS_CANCELLED}
 
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     def __init__(
-        self, store: OrderStore, check_user: CheckUser, start_saga: StartSaga, keys: IdempotencyStore | None = None
+        self, store: OrderStore, check_user: CheckUser, place: Place, keys: IdempotencyStore | None = None
     ) -> None:
         self.store = store
         self.check_user = check_user
-        self.start_saga = start_saga
+        self.place = place
         honour_idempotency_keys(self, keys or MemoryIdempotencyStore(), ("ConfirmOrder", "CancelOrder"))
 
     @maps_domain_errors
@@ -56,12 +57,14 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
                                                                                         [list(i) for i in items]):
             raise AlreadyExistsError(f"request_id {request_id!r} already placed order {row['order_id']} with other "
                                      "content; use a new request_id for a new order")
-        if row["order_id"] == order_id:  # new: a repeated request_id already started its saga
+        if not row["saga_started"] and row["status"] == PENDING:  # new, or a repeat whose saga start is unsure
             try:
-                self.start_saga(row["saga_id"], row)
-            except Exception as exc:
-                self.store.cancel(order_id, f"could not start the saga: {exc}")
-                raise
+                self.place(row)
+            except DependencyUnavailable as exc:
+                raise DependencyUnavailable(
+                    f"order {row['order_id']} is recorded but its saga could not be started yet ({exc.message}); "
+                    f"it will be, and CreateOrder with request_id {request_id!r} returns it") from None
+            row = self.store.get(row["order_id"])
         return order_pb2.CreateOrderResponse(order=to_proto(row), saga_id=row["saga_id"])
 
     @maps_domain_errors

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS orders (
     total_cents   INTEGER NOT NULL,
     status        TEXT NOT NULL,
     saga_id       TEXT NOT NULL DEFAULT '',
+    saga_started  INTEGER NOT NULL DEFAULT 0,
     cancel_reason TEXT NOT NULL DEFAULT '',
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL
@@ -32,6 +33,11 @@ Item = tuple[str, int, int]  # sku, quantity, unit price in cents
 class OrderStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        with db.transaction() as tx:  # databases of an older version lack the outbox column
+            if "saga_started" not in {row["name"] for row in tx.execute("PRAGMA table_info(orders)")}:
+                tx.execute("ALTER TABLE orders ADD COLUMN saga_started INTEGER NOT NULL DEFAULT 0")
+                tx.execute("UPDATE orders SET saga_started = 1 WHERE status != ?", (PENDING,))
+            tx.execute("CREATE INDEX IF NOT EXISTS orders_unstarted ON orders (created_at) WHERE saga_started = 0")
 
     def create(self, order_id: str, request_id: str, user_id: str, items: list[Item], saga_id: str) -> sqlite3.Row:
         """Record a PENDING order; the same request id returns the order it created before."""
@@ -47,6 +53,18 @@ class OrderStore:
                 (order_id, request_id, user_id, json.dumps(items), total, PENDING, saga_id, now, now),
             )
             return tx.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+
+    def mark_saga_started(self, order_id: str) -> None:
+        """The control plane has the order's saga: the outbox need not start it again."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE orders SET saga_started = 1 WHERE order_id = ?", (order_id,))
+
+    def unstarted(self, created_before: float, limit: int = 100) -> list[sqlite3.Row]:
+        """PENDING orders whose saga start is not confirmed, oldest first (the outbox's work)."""
+        return self.db.query(
+            "SELECT * FROM orders WHERE saga_started = 0 AND status = ? AND created_at <= ? ORDER BY created_at"
+            " LIMIT ?", PENDING, created_before, limit,
+        )
 
     def get(self, order_id: str) -> sqlite3.Row:
         rows = self.db.query("SELECT * FROM orders WHERE order_id = ?", order_id)

@@ -10,7 +10,9 @@ from demo.order.v1 import order_pb2 as o
 from demo.order.v1 import order_pb2_grpc
 from demo.user.v1 import user_pb2 as u
 from demo.user.v1 import user_pb2_grpc
-from services.order.dependencies import DependencyUnavailable, UserCheck, place_order_input
+from controlplane.v1 import saga_pb2, saga_pb2_grpc
+from services.order.dependencies import DependencyUnavailable, SagaRefused, SagaStarter, UserCheck, place_order_input
+from services.order.outbox import SagaOutbox
 from services.order.servicer import OrderServicer
 from services.order.store import SCHEMA as ORDER_SCHEMA
 from services.order.store import OrderStore
@@ -33,12 +35,37 @@ def started() -> list[tuple[str, dict]]:
     return []
 
 
-@pytest.fixture
-def orders(serve, database, users, started):
-    def start_saga(saga_id, row):
-        started.append((saga_id, place_order_input(row)))
+class FlakySagas:
+    """A StartSaga stand-in: records starts; `failure` (an exception) is raised instead while set."""
 
-    servicer = OrderServicer(OrderStore(database(ORDER_SCHEMA)), UserCheck(users), start_saga)
+    def __init__(self, started: list[tuple[str, dict]]) -> None:
+        self.started = started
+        self.failure: Exception | None = None
+
+    def __call__(self, saga_id, row):
+        if self.failure is not None:
+            raise self.failure
+        self.started.append((saga_id, place_order_input(row)))
+
+
+@pytest.fixture
+def sagas(started) -> FlakySagas:
+    return FlakySagas(started)
+
+
+@pytest.fixture
+def order_store(database) -> OrderStore:
+    return OrderStore(database(ORDER_SCHEMA))
+
+
+@pytest.fixture
+def outbox(order_store, sagas) -> SagaOutbox:
+    return SagaOutbox(order_store, sagas, grace=0.0)  # swept by the tests, not by its thread
+
+
+@pytest.fixture
+def orders(serve, order_store, users, outbox):
+    servicer = OrderServicer(order_store, UserCheck(users), outbox.place)
     return order_pb2_grpc.OrderServiceStub(
         serve(lambda s: order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, s))
     )
@@ -85,20 +112,80 @@ def test_order_for_an_unknown_user_is_a_failed_precondition(orders, started):
     assert started == []
 
 
-def test_order_is_cancelled_when_its_saga_cannot_start(serve, database, users, alice):
-    def failing(saga_id, row):
-        raise DependencyUnavailable("saga service down")
-
-    store = OrderStore(database(ORDER_SCHEMA))
-    servicer = OrderServicer(store, UserCheck(users), failing)
-    stub = order_pb2_grpc.OrderServiceStub(
-        serve(lambda s: order_pb2_grpc.add_OrderServiceServicer_to_server(servicer, s))
-    )
+def test_an_order_whose_saga_start_is_unsure_stays_pending_and_gets_its_saga_later(
+        orders, alice, sagas, started, outbox, order_store):
+    sagas.failure = DependencyUnavailable("saga service down")
     with pytest.raises(grpc.RpcError) as failure:
-        new_order(stub)
+        new_order(orders, request_id="r-unsure")
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
-    (row,) = store.page("", "", 10)
-    assert row["status"] == "CANCELLED"
+    assert "r-unsure" in failure.value.details()
+    (row,) = order_store.page("", "", 10)
+    assert (row["status"], row["saga_started"]) == ("PENDING", 0)  # never cancelled: the saga may be running
+    assert outbox.sweep() == 0 and started == []  # still down: the sweep leaves it for the next one
+
+    sagas.failure = None
+    assert outbox.sweep() == 1
+    assert [saga_id for saga_id, _ in started] == [row["saga_id"]]
+    assert order_store.unstarted(created_before=2e9) == []
+    assert outbox.sweep() == 0  # started once only
+
+
+def test_a_retried_request_starts_the_saga_a_lost_answer_left_unstarted(orders, alice, sagas, started):
+    sagas.failure = DependencyUnavailable("reply lost")
+    with pytest.raises(grpc.RpcError):
+        new_order(orders, request_id="r-retry")
+    sagas.failure = None
+
+    again = new_order(orders, request_id="r-retry")
+
+    assert [saga_id for saga_id, _ in started] == [again.saga_id]
+    assert len({new_order(orders, request_id="r-retry").saga_id for _ in range(2)}) == 1
+    assert len(started) == 1
+
+
+def test_an_order_whose_saga_is_refused_is_cancelled(orders, alice, sagas, order_store):
+    sagas.failure = SagaRefused("saga service: NOT_FOUND no definition 'place-order'")
+    with pytest.raises(grpc.RpcError) as failure:
+        new_order(orders)
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    (row,) = order_store.page("", "", 10)
+    assert row["status"] == "CANCELLED" and "could not start" in row["cancel_reason"]
+
+
+class Sagas(saga_pb2_grpc.SagaServiceServicer):
+    """Answers StartSaga with the codes in `answers`, then OK."""
+
+    def __init__(self, *answers: grpc.StatusCode) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def StartSaga(self, request, context):
+        self.calls += 1
+        if self.answers:
+            context.abort(self.answers.pop(0), "not now")
+        return saga_pb2.StartSagaResponse()
+
+
+@pytest.mark.parametrize(("answers", "outcome", "calls"), [
+    ((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL), None, 4),
+    ((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND), SagaRefused, 2),
+    ((grpc.StatusCode.UNAVAILABLE,) * 50, DependencyUnavailable, None),
+])
+def test_saga_starter_retries_ambiguous_answers_and_stops_at_a_refusal(serve, answers, outcome, calls):
+    servicer = Sagas(*answers)
+    channel = serve(lambda s: saga_pb2_grpc.add_SagaServiceServicer_to_server(servicer, s))
+    now = [0.0]
+    starter = SagaStarter(channel, budget=3.0, sleep=lambda seconds: now.__setitem__(0, now[0] + seconds),
+                          clock=lambda: now[0])
+    row = {"order_id": "o1", "user_id": "alice", "total_cents": 5, "items": '[["apple", 1, 5]]', "saga_id": "s1"}
+    if outcome is None:
+        starter("s1", row)
+    else:
+        with pytest.raises(outcome):
+            starter("s1", row)
+    if calls is not None:
+        assert servicer.calls == calls
+    assert now[0] <= 3.0  # never past the budget
 
 
 def test_confirm_then_cancel_rules(orders, alice):

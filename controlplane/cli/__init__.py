@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 
+from controlplane import endpoints
 from controlplane.cli import config_cmd, saga_cmd, traces
 
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return show_trace(args.trace_id, Path(args.dir))
         if args.command == "status":
             return status(args.control_plane)
-        with grpc.insecure_channel(args.control_plane) as channel:
+        with endpoints.channel(args.control_plane) as channel:
             if args.command == "config" and args.action == "get":
                 return config_cmd.get(channel, args.service, args.env)
             if args.command == "config":
@@ -102,7 +103,7 @@ def show_trace(trace_id: str, folder: Path) -> int:
 def status(control_plane: str) -> int:
     from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
-    with grpc.insecure_channel(control_plane) as channel:
+    with endpoints.channel(control_plane) as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
         reply = registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)
         print(f"control plane {control_plane}: {len(reply.services)} services" + (" (stale)" if reply.stale else ""))

@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from controlplane import endpoints
 from controlplane.config import flags
 from controlplane.config.wire import from_struct, unix_seconds
 from controlplane.v1 import config_pb2, config_pb2_grpc
@@ -181,16 +182,6 @@ class _ClientBase:
         """Whether flag `name` is on for this subject, evaluated locally (no call to the control plane)."""
         return self.evaluate_flag(name, subject_key, attributes).enabled
 
-    def _channel_options(self) -> list[tuple[str, int]]:
-        # gRPC's own reconnect backoff grows to 2 minutes by default: keep it in step with ours, so a
-        # restarted control plane is found again within our longest pause.
-        longest = int(self._backoff.maximum * 1000)
-        return [
-            ("grpc.initial_reconnect_backoff_ms", int(self._backoff.initial * 1000) or 100),
-            ("grpc.min_reconnect_backoff_ms", int(self._backoff.initial * 1000) or 100),
-            ("grpc.max_reconnect_backoff_ms", longest),
-        ]
-
     def _no_config_message(self, timeout: float | None) -> str:
         last = self._last_error
         why = f" (last answer: {last.code().name}: {last.details()})" if last is not None else ""
@@ -246,7 +237,7 @@ class ConfigClient(_ClientBase):
         """
         if self._thread is not None:
             return self
-        self._channel = grpc.insecure_channel(self.control_plane, options=self._channel_options())
+        self._channel = endpoints.channel(self.control_plane)
         self._thread = threading.Thread(target=self._run, name=f"config-watch:{self.service}", daemon=True)
         self._thread.start()
         if timeout == 0:
@@ -331,7 +322,7 @@ class AsyncConfigClient(_ClientBase):
     async def start(self, timeout: float | None = 10.0) -> AsyncConfigClient:
         """As ConfigClient.start, awaiting instead of blocking."""
         self._ready = asyncio.Event()
-        self._channel = grpc.aio.insecure_channel(self.control_plane, options=self._channel_options())
+        self._channel = endpoints.aio_channel(self.control_plane)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"config-watch:{self.service}")
         if timeout == 0:
             return self

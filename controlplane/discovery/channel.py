@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from controlplane import endpoints
 from controlplane.interceptors import LocalRpcError
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
@@ -82,7 +83,7 @@ class DiscoveryChannel(grpc.Channel):
         self._channel: grpc.Channel | None = None
         self._first_set = threading.Event()
         self._closed = threading.Event()
-        self._registry_channel = grpc.insecure_channel(control_plane)
+        self._registry_channel = endpoints.channel(control_plane)
         self._watch_call: Any = None
         self._thread = threading.Thread(target=self._follow, name=f"discovery:{service}", daemon=True)
         self._thread.start()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import duration_pb2
 
+from controlplane import endpoints
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class SelfRegistration:
     """Registers this process's gRPC server with the control plane, with a gRPC health check.
+
+    `control_plane`: one address or several, comma-separated (see controlplane.endpoints).
 
     `register()` retries until the control plane answers (up to `startup_timeout` seconds);
     `deregister()` removes the instance again, e.g. on SIGTERM.
@@ -46,7 +49,7 @@ class SelfRegistration:
         )
         deadline = time.monotonic() + self.startup_timeout
         delay = 0.1
-        with grpc.insecure_channel(self.control_plane) as channel:
+        with endpoints.channel(self.control_plane) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             while True:
                 try:
@@ -65,7 +68,7 @@ class SelfRegistration:
     def deregister(self) -> None:
         if not self.instance_id:
             return
-        with grpc.insecure_channel(self.control_plane) as channel:
+        with endpoints.channel(self.control_plane) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             try:
                 stub.Deregister(registry_pb2.DeregisterRequest(instance_id=self.instance_id), timeout=5.0)

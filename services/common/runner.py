@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from controlplane import endpoints
 from controlplane.config.client import ConfigClient
 from controlplane.discovery import DiscoveryChannel
 from controlplane.interceptors import (
@@ -66,9 +67,10 @@ class Runtime:
         self.closers.append(discovered.close)
         return grpc.intercept_channel(discovered, *client_interceptors(self.client_policy))
 
-    def control_plane_channel(self) -> grpc.Channel:
-        """A channel to the control plane through the client interceptor stack."""
-        channel = grpc.insecure_channel(self.control_plane)
+    def control_plane_channel(self, idempotent: Sequence[str] = ()) -> grpc.Channel:
+        """A channel to the control plane's replicas through the client interceptor stack; `idempotent`
+        names methods, beyond `endpoints.IDEMPOTENT_METHODS`, that this service's calls make safe to retry."""
+        channel = endpoints.channel(self.control_plane, idempotent=idempotent)
         self.closers.append(channel.close)
         return grpc.intercept_channel(channel, *client_interceptors(self.client_policy))
 
@@ -99,7 +101,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--control-plane",
         default=env.get("CONTROLPLANE_ADDR", "127.0.0.1:50051"),
-        help="control plane address [env CONTROLPLANE_ADDR]",
+        help="control plane address, or several comma-separated [env CONTROLPLANE_ADDR]",
     )
     parser.add_argument(
         "--environment",

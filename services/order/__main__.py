@@ -5,6 +5,7 @@ import sys
 
 import grpc
 
+from controlplane.endpoints import START_SAGA
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from services.common.database import Database
 from services.common.idempotency import key_store
@@ -22,7 +23,7 @@ def add_to_server(server: grpc.Server, runtime: Runtime) -> None:
     keys = key_store("order")
     runtime.closers += [db.close, keys.close]
     store = OrderStore(db)
-    outbox = SagaOutbox(store, SagaStarter(runtime.control_plane_channel()),
+    outbox = SagaOutbox(store, SagaStarter(runtime.control_plane_channel(idempotent=[START_SAGA])),
                         interval=float(os.environ.get("ORDER_OUTBOX_INTERVAL", "1.0"))).start()
     runtime.closers.append(outbox.stop)
     servicer = OrderServicer(store, check_user=UserCheck(runtime.channel_to("user")), place=outbox.place, keys=keys)

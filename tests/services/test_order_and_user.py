@@ -6,11 +6,11 @@ import grpc
 import pytest
 
 from controlplane.errors import PreconditionError, field_violations
+from controlplane.v1 import saga_pb2, saga_pb2_grpc
 from demo.order.v1 import order_pb2 as o
 from demo.order.v1 import order_pb2_grpc
 from demo.user.v1 import user_pb2 as u
 from demo.user.v1 import user_pb2_grpc
-from controlplane.v1 import saga_pb2, saga_pb2_grpc
 from services.order.dependencies import DependencyUnavailable, SagaRefused, SagaStarter, UserCheck, place_order_input
 from services.order.outbox import SagaOutbox
 from services.order.servicer import OrderServicer

@@ -11,11 +11,15 @@ CONSUL := tools/bin/consul
 BUF_VERSION := 1.75.0
 BUF := tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
+# Control-plane replicas `make up` starts (the demo services use them all): make up REPLICAS=2
+REPLICAS ?= 1
+export REPLICAS
 
 .PHONY: help deps proto proto-check lint test fuzz up down status logs bench clean
 
 help:
 	@echo "make up      install what is missing, generate code, start Consul, the control plane and the demo"
+	@echo "             (REPLICAS=2: two control-plane replicas; Consul keeps its data in .run/consul)"
 	@echo "make test    install what is missing, run every test (against a real Consul agent)"
 	@echo "make down | status | logs | bench | fuzz | lint | proto | deps | clean"
 

@@ -56,8 +56,9 @@ class ControlPlane:
         client = connect(s.consul_addr, request_timeout=s.consul_timeout)
         blocking = connect(s.consul_addr, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0,
                            connections=s.cache.max_watches + s.config.max_watches + 16)
-        self._closers += [client, blocking]
-        store = RegistryStore(client, blocking)
+        store = RegistryStore(client, blocking, agent_addr=s.consul_advertise or s.consul_addr,
+                              connect_agent=lambda addr: connect(addr, request_timeout=s.consul_timeout))
+        self._closers += [client, blocking, store]
         self._cache = InstanceCache(store, s.cache)
 
         # Server spans continue callers' traces; the saga's calls to participants continue the saga's.

@@ -20,6 +20,10 @@ class ServerSettings:
     listen: str = "127.0.0.1:50051"
     # host:port of the Consul agent's HTTP API (CONSUL_HTTP_ADDR).
     consul_addr: str = "127.0.0.1:8500"
+    # host:port at which other replicas reach that agent's HTTP API (CONTROLPLANE_CONSUL_ADVERTISE; default
+    # consul_addr): instances registered through this replica live on its agent, and a replica on another
+    # agent heartbeats or deregisters them there.
+    consul_advertise: str = ""
     # Longest a single Consul request (not a blocking query) may take.
     consul_timeout: float = 5.0
     # How often Consul's reachability is checked for the gRPC health status.
@@ -39,6 +43,10 @@ class ServerSettings:
                             help="host:port to serve gRPC on [env CONTROLPLANE_LISTEN, default %(default)s]")
         parser.add_argument("--consul", default=_strip_scheme(env.get("CONSUL_HTTP_ADDR", defaults.consul_addr)),
                             help="Consul HTTP address host:port [env CONSUL_HTTP_ADDR, default %(default)s]")
+        parser.add_argument("--consul-advertise",
+                            default=_strip_scheme(env.get("CONTROLPLANE_CONSUL_ADVERTISE", defaults.consul_advertise)),
+                            help="host:port at which other replicas reach this Consul agent's HTTP API "
+                                 "[env CONTROLPLANE_CONSUL_ADVERTISE, default: --consul]")
         parser.add_argument("--consul-timeout", type=float,
                             default=float(env.get("CONTROLPLANE_CONSUL_TIMEOUT", defaults.consul_timeout)),
                             help="seconds a Consul request may take [env CONTROLPLANE_CONSUL_TIMEOUT]")
@@ -61,6 +69,7 @@ class ServerSettings:
         return cls(
             listen=args.listen,
             consul_addr=_strip_scheme(args.consul),
+            consul_advertise=_strip_scheme(args.consul_advertise) or _strip_scheme(args.consul),
             consul_timeout=args.consul_timeout,
             consul_probe_interval=args.consul_probe_interval,
             shutdown_grace=args.shutdown_grace,

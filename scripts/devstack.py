@@ -1,7 +1,10 @@
 """Local stack for `make up`, `make down`, `make status` and `make logs`.
 
-Starts Consul (unless CONSUL_HTTP_ADDR names a reachable agent), the control plane and the four demo
-services as background processes, records their pids under .run/pids and their logs under .run/logs.
+Starts Consul (unless CONSUL_HTTP_ADDR names a reachable agent), REPLICAS control-plane replicas (default
+1) and the four demo services as background processes, records their pids under .run/pids and their logs
+under .run/logs. Consul runs as a single-node server keeping its data in .run/consul, so `make down &&
+make up` keeps sagas, config history and definitions, and sagas in flight at `make down` finish after the
+next `make up`. The demo services are given every replica's address and use them all.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from controlplane import endpoints
 from controlplane.consul.local_agent import LocalConsul, consul_reachable
 from controlplane.saga.definitions import load_definitions_file
 from controlplane.v1 import config_pb2, config_pb2_grpc, registry_pb2, registry_pb2_grpc, saga_pb2, saga_pb2_grpc
@@ -29,13 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = Path(os.environ.get("DEVSTACK_DIR", ROOT / ".run"))
 PIDS = RUN / "pids"
 LOGS = RUN / "logs"
-CONTROL_PLANE = f"127.0.0.1:{os.environ.get('DEVSTACK_CONTROL_PLANE_PORT', '50051')}"
+REPLICAS = int(os.environ.get("REPLICAS") or 1)
+_FIRST_PORT = int(os.environ.get("DEVSTACK_CONTROL_PLANE_PORT", "50051"))
+_REPLICA_PORTS = [int(p) for p in os.environ.get("DEVSTACK_CONTROL_PLANE_PORTS", "").split(",") if p] or [
+    _FIRST_PORT + i for i in range(REPLICAS)]
+REPLICA_ADDRS = [f"127.0.0.1:{port}" for port in _REPLICA_PORTS[:REPLICAS]]
+CONTROL_PLANE = ",".join(REPLICA_ADDRS)  # what clients are given: every replica
 CONSUL_DEFAULT = f"127.0.0.1:{os.environ.get('DEVSTACK_CONSUL_PORT', '8500')}"
+# The Consul server's Raft and Serf ports: fixed, since a server's Raft peers know it by them across restarts.
+_CONSUL_SERVER_PORTS = [int(p) for p in os.environ.get("DEVSTACK_CONSUL_SERVER_PORTS", "8300,8301").split(",")]
 _DEMO_PORTS = [int(p) for p in os.environ.get("DEVSTACK_DEMO_PORTS", "50061,50062,50063,50064").split(",")]
 DEMO = dict(zip(["user", "order", "payment", "inventory"], _DEMO_PORTS, strict=True))
 DEMO_USERS = {"alice": "Alice", "bob": "Bob"}
 DEMO_STOCK = {"apple": 1000, "pear": 1000, "plum": 50}
-ORDER = ["consul", "controlplane", *DEMO]  # start order; stopped in reverse
+REPLICA_NAMES = ["controlplane" if i == 0 else f"controlplane-{i + 1}" for i in range(REPLICAS)]
+ORDER = ["consul", *REPLICA_NAMES, *DEMO]  # start order; stopped in reverse
 READY_TIMEOUT = 60.0
 
 
@@ -108,7 +120,7 @@ def _serving(addr: str) -> bool:
 
 
 def _passing(service: str) -> list[registry_pb2.Instance]:
-    with grpc.insecure_channel(CONTROL_PLANE) as channel:
+    with endpoints.channel(CONTROL_PLANE) as channel:
         try:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             return list(stub.Discover(registry_pb2.DiscoverRequest(service=service), timeout=2.0).instances)
@@ -122,28 +134,21 @@ def up() -> int:
     if running:
         print(f"already running: {', '.join(running)} (make down to stop)")
         return status()
+    if not 1 <= REPLICAS <= len(_REPLICA_PORTS):
+        print(f"REPLICAS={REPLICAS}: 1..{len(_REPLICA_PORTS)} replicas can be started (DEVSTACK_CONTROL_PLANE_PORTS)")
+        return 1
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
-    busy = [addr for addr in [CONTROL_PLANE, *(f"127.0.0.1:{p}" for p in DEMO.values())] if not _port_free(addr)]
+    busy = [addr for addr in [*REPLICA_ADDRS, *(f"127.0.0.1:{p}" for p in DEMO.values())] if not _port_free(addr)]
     if busy:
         print(f"ports in use: {', '.join(busy)}; stop whatever holds them (or `make down`) and retry")
         return 1
     try:
         consul_addr = _consul()
-        _spawn(
-            "controlplane",
-            [
-                sys.executable,
-                "-m",
-                "controlplane",
-                "serve",
-                "--listen",
-                CONTROL_PLANE,
-                "--consul",
-                consul_addr,
-            ],
-        )
-        _wait("control plane", lambda: _serving(CONTROL_PLANE))
+        for name, addr in zip(REPLICA_NAMES, REPLICA_ADDRS, strict=True):
+            _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr])
+        for name, addr in zip(REPLICA_NAMES, REPLICA_ADDRS, strict=True):
+            _wait(f"control plane replica {name} on {addr}", lambda a=addr: _serving(a))
         for name, port in DEMO.items():
             _spawn(
                 name,
@@ -162,7 +167,7 @@ def up() -> int:
     print(f"""
 Try it (grpcurl and the controlplane CLI are in .venv/bin):
   # every server lists and describes itself
-  .venv/bin/grpcurl -plaintext {CONTROL_PLANE} list
+  .venv/bin/grpcurl -plaintext {REPLICA_ADDRS[0]} list
   .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} describe demo.order.v1.OrderService
   # place an order: the order service checks the user and starts the place-order saga
   .venv/bin/grpcurl -plaintext -d '{{"user_id": "alice", "items": [{{"sku": "apple", "quantity": 2, "unit_price_cents": 150}}]}}' \\
@@ -183,7 +188,7 @@ Try it (grpcurl and the controlplane CLI are in .venv/bin):
 
 def _seed() -> None:
     """Load the place-order saga definition and the demo data (users, stock, default config)."""
-    with grpc.insecure_channel(CONTROL_PLANE) as channel:
+    with endpoints.channel(CONTROL_PLANE) as channel:
         sagas = saga_pb2_grpc.SagaServiceStub(channel)
         for definition in load_definitions_file(ROOT / "services" / "place_order.yaml"):
             stored = sagas.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition), timeout=10)
@@ -228,21 +233,31 @@ def _consul() -> str:
     if consul_reachable(CONSUL_DEFAULT):
         print(f"consul: using the agent already running at {CONSUL_DEFAULT}")
         return CONSUL_DEFAULT
+    server_port, serf_port = _CONSUL_SERVER_PORTS
     agent = LocalConsul(
-        dev=True,
         http_port=int(CONSUL_DEFAULT.rpartition(":")[2]),
+        server_port=server_port,
+        serf_lan_port=serf_port,
         data_dir=RUN / "consul",
         log_path=LOGS / "consul.log",
     )
-    print(f"consul: starting {agent.version()} in dev mode on {agent.http_addr}")
+    print(f"consul: starting {agent.version()} as a single-node server on {agent.http_addr} "
+          f"(data in {agent.data_dir})")
     agent.start()
     (PIDS / "consul.pid").write_text(str(agent.pid))
     return agent.http_addr
 
 
+def _started_names() -> list[str]:
+    """Everything with a pid file, in start order (an earlier `up` may have started other replicas)."""
+    found = {path.stem for path in PIDS.glob("*.pid")} if PIDS.exists() else set()
+    replicas = sorted((n for n in found if n.startswith("controlplane")), key=lambda n: (len(n), n))
+    return [n for n in ["consul", *replicas, *DEMO] if n in found or n in ORDER]
+
+
 def down() -> int:
     stopped = []
-    for name in reversed(ORDER):
+    for name in reversed(_started_names()):
         pid = _pid(name)
         if pid is not None:
             os.killpg(pid, signal.SIGTERM)
@@ -258,10 +273,10 @@ def down() -> int:
 
 
 def status() -> int:
-    for name in ORDER:
+    for name in _started_names():
         pid = _pid(name)
         print(f"  {name:<13} {'pid ' + str(pid) if pid else 'not running'}")
-    with grpc.insecure_channel(CONTROL_PLANE) as channel:
+    with endpoints.channel(CONTROL_PLANE) as channel:
         try:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             services = stub.ListServices(registry_pb2.ListServicesRequest(), timeout=3.0).services

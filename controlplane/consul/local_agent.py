@@ -39,10 +39,10 @@ def find_consul_binary() -> str:
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` (a loopback address) that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -57,17 +57,26 @@ def consul_reachable(http_addr: str, timeout: float = 1.0) -> bool:
 
 @dataclass
 class LocalConsul:
-    """A single-node Consul server on loopback.
+    """A Consul agent on loopback: by default a single-node server persisting to `data_dir`.
 
-    `dev=True` keeps everything in memory (what `make up` uses). With `dev=False` the agent runs as a
-    bootstrapped server persisting to `data_dir`, so it can be stopped and started again with its state,
-    which is what the stale-cache tests need.
+    `dev=True` keeps everything in memory. Otherwise the agent is a server (`server=True`) that waits for
+    `bootstrap_expect` servers, or a client agent, and persists to `data_dir`, so it can be stopped and
+    started again with its state (what `make up` and the stale-cache tests need). `retry_join` lists the
+    Serf LAN addresses (`host:port`) of agents to join, for a cluster. Ports are picked free at the first
+    start unless given, and kept across restarts (a server's Raft peers know it by its server port).
     """
 
     data_dir: Path | None = None
     dev: bool = False
     http_port: int = 0
+    server_port: int = 0
+    serf_lan_port: int = 0
     log_path: Path | None = None
+    bind: str = "127.0.0.1"
+    node: str = "controlplane-local"
+    server: bool = True
+    bootstrap_expect: int = 1
+    retry_join: list[str] = field(default_factory=list)
     binary: str = field(default_factory=find_consul_binary)
     _process: subprocess.Popen[bytes] | None = None
     _ports: dict[str, int] = field(default_factory=dict)
@@ -75,42 +84,41 @@ class LocalConsul:
 
     @property
     def http_addr(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+        return f"{self.bind}:{self.http_port}"
+
+    @property
+    def serf_addr(self) -> str:
+        """Where other agents join this one (`retry_join`)."""
+        return f"{self.bind}:{self.serf_lan_port}"
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def start(self, timeout: float = 30.0) -> LocalConsul:
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> LocalConsul:
+        """Start the agent; with `wait`, return once it answers and knows a leader."""
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="consul-"))
             self._own_tmp = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self._ports:
-            # Ports stay the same across restarts so clients keep their address.
-            self.http_port = self.http_port or free_port()
-            self._ports = {
-                "http": self.http_port,
-                "server": free_port(),
-                "serf_lan": free_port(),
-                "serf_wan": free_port(),
-                "dns": -1,
-                "grpc": -1,
-            }
+        self.pick_ports()
         args = [
             self.binary,
             "agent",
-            "-bind=127.0.0.1",
-            "-client=127.0.0.1",
-            "-advertise=127.0.0.1",
-            "-node=controlplane-local",
+            f"-bind={self.bind}",
+            f"-client={self.bind}",
+            f"-advertise={self.bind}",
+            f"-node={self.node}",
             "-log-level=warn",
             f"-config-file={self._write_config()}",
+            *(f"-retry-join={address}" for address in self.retry_join),
         ]
         if self.dev:
             args.append("-dev")
+        elif self.server:
+            args += ["-server", f"-bootstrap-expect={self.bootstrap_expect}", f"-data-dir={self.data_dir / 'data'}"]
         else:
-            args += ["-server", "-bootstrap-expect=1", f"-data-dir={self.data_dir / 'data'}"]
+            args += [f"-data-dir={self.data_dir / 'data'}"]
         # Run inside the data directory: a dev agent writes its local state relative to its cwd.
         log = open(self.log_path or self.data_dir / "consul.log", "ab")  # noqa: SIM115 - owned by the child
         self._process = subprocess.Popen(
@@ -122,7 +130,8 @@ class LocalConsul:
             start_new_session=True,
         )
         log.close()
-        self._wait_ready(timeout)
+        if wait:
+            self._wait_ready(timeout)
         return self
 
     def _write_config(self) -> Path:
@@ -137,6 +146,34 @@ class LocalConsul:
         }
         path.write_text(json.dumps(config))
         return path
+
+    def pick_ports(self) -> None:
+        """Choose the free ports not given (once: they stay the same across restarts, so clients keep the
+        address and a server's Raft peers keep knowing it)."""
+        if self._ports:
+            return
+        self.http_port = self.http_port or free_port(self.bind)
+        self.server_port = self.server_port or free_port(self.bind)
+        self.serf_lan_port = self.serf_lan_port or free_port(self.bind)
+        self._ports = {
+            "http": self.http_port,
+            "server": self.server_port,
+            "serf_lan": self.serf_lan_port,
+            "serf_wan": -1,
+            "dns": -1,
+            "grpc": -1,
+        }
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the agent answers and knows a leader (a cluster's agents: once it elected one)."""
+        self._wait_ready(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the agent, as a crash would; its data stays for a later start()."""
+        proc, self._process = self._process, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -33,8 +33,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.RegisterRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.RegisterResponse:
         registration = registration_from(request)
-        await self._store.register(registration, replacing=bool(request.instance_id))
-        return registry_pb2.RegisterResponse(instance=instance_to_proto(registration.instance))
+        instance = await self._store.register(registration, replacing=bool(request.instance_id))
+        return registry_pb2.RegisterResponse(instance=instance_to_proto(instance))
 
     @maps_domain_errors
     async def Deregister(

@@ -1,19 +1,32 @@
-"""Where registrations are written to and read from Consul (the local agent's API and health queries)."""
+"""Where registrations are written to and read from Consul (the agents' APIs and health queries).
+
+An instance lives on the Consul agent of the replica that registered it (Consul's agent API is local to
+each agent), and its service metadata names that agent's HTTP address (`cp-agent`). So any replica can
+heartbeat or deregister any instance: on its own agent directly, on another one through the address the
+instance carries. An address and port hold one instance of a service: registering them again replaces
+the instance (keeping its id unless the client names another), wherever it was registered before, so a
+restarted process never leaves a ghost behind whose health check its successor would pass.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import consul.aio
 
 from controlplane.consul.client import consul_call
-from controlplane.errors import NotFoundError, PreconditionError
+from controlplane.errors import ConsulUnavailable, NotFoundError, PreconditionError
 from controlplane.registry.model import Health, Instance
 from controlplane.registry.validation import RESERVED_SERVICES
 
+log = logging.getLogger(__name__)
+
 VERSION_META_KEY = "cp-version"
+AGENT_META_KEY = "cp-agent"  # HTTP address of the Consul agent the instance is registered with
 
 
 @dataclass(frozen=True)
@@ -63,26 +76,64 @@ def _check_body(reg: Registration) -> dict[str, Any]:
     return body
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one instance is registered: its Consul node, and that node's agent's HTTP address ("" when
+    the instance was not registered through a control plane)."""
+
+    instance_id: str
+    service: str
+    address: str
+    port: int
+    node: str
+    agent: str
+
+
 class RegistryStore:
-    """Registers instances with the local Consul agent and reads them back from Consul's health API.
+    """Registers instances with this replica's Consul agent and reads them back from Consul's health API.
 
     `client` serves short requests; `blocking_client` must allow requests longer than a blocking wait.
+    `agent_addr` is where other replicas reach this replica's agent; `connect_agent(addr)` makes a client
+    for another replica's agent.
     """
 
-    def __init__(self, client: consul.aio.Consul, blocking_client: consul.aio.Consul) -> None:
+    def __init__(self, client: consul.aio.Consul, blocking_client: consul.aio.Consul, *, agent_addr: str = "",
+                 connect_agent: Callable[[str], consul.aio.Consul] | None = None) -> None:
         self._consul = client
         self._blocking = blocking_client
+        self._agent_addr = agent_addr
+        self._connect_agent = connect_agent
+        self._node: str | None = None
+        self._agents: dict[str, consul.aio.Consul] = {}
 
-    async def register(self, reg: Registration, *, replacing: bool = False) -> None:
-        """Register (or, with the same instance id, replace) an instance. `replacing`: the client named the id,
-        so make sure it is not one of the control plane's own instances."""
+    async def close(self) -> None:
+        agents, self._agents = list(self._agents.values()), {}
+        for agent in agents:
+            await agent.close()
+
+    async def register(self, reg: Registration, *, replacing: bool = False) -> Instance:
+        """Register an instance, replacing any instance of its service at the same address and port (or
+        with the same id) wherever it is registered; the instance as registered. Unless the client named
+        the id (`replacing`), an instance already at that address and port keeps its id, so registering
+        again changes nothing."""
         inst = reg.instance
         if replacing:
             services = await consul_call(self._consul.agent.services(), what="list agent services")
             _refuse_reserved(services.get(inst.instance_id), inst.instance_id)
+        node = await self._local_node()
+        placed = await self._placements(inst.service)
+        here = (inst.address, inst.port)
+        if not replacing:
+            same = [p for p in placed if (p.address, p.port) == here]
+            if same:
+                inst = replace(inst, instance_id=same[0].instance_id)
+        stale = [p for p in placed if ((p.address, p.port) == here or p.instance_id == inst.instance_id)
+                 and not (p.node == node and p.instance_id == inst.instance_id)]
         meta = dict(inst.metadata)
         if inst.version:
             meta[VERSION_META_KEY] = inst.version
+        if self._agent_addr:
+            meta[AGENT_META_KEY] = self._agent_addr
         await consul_call(
             self._consul.agent.service.register(
                 inst.service,
@@ -91,38 +142,93 @@ class RegistryStore:
                 port=inst.port,
                 tags=list(inst.tags),
                 meta=meta,
-                check=_check_body(reg),
+                check=_check_body(replace(reg, instance=inst)),
             ),
             what="register",
         )
-
-    async def _local_service(self, instance_id: str) -> dict[str, Any]:
-        services = await consul_call(self._consul.agent.services(), what="list agent services")
-        service = services.get(instance_id)
-        if service is None:
-            raise NotFoundError(f"no instance {instance_id!r} is registered")
-        _refuse_reserved(service, instance_id)
-        return service
+        for old in stale:
+            try:
+                await self._deregister_at(old, node)
+            except (ConsulUnavailable, NotFoundError) as exc:  # its node is gone: its checks fail already
+                log.warning("could not remove %s (replaced by %s) from node %s: %s", old.instance_id,
+                            inst.instance_id, old.node, exc.message)
+        return inst
 
     async def deregister(self, instance_id: str) -> None:
-        await self._local_service(instance_id)
-        await consul_call(self._consul.agent.service.deregister(instance_id), what="deregister")
+        node = await self._local_node()
+        for placement in await self._find(instance_id):
+            await self._deregister_at(placement, node)
 
     async def heartbeat(self, instance_id: str, note: str = "") -> None:
-        await self._local_service(instance_id)
-        checks = await consul_call(self._consul.agent.checks(), what="list agent checks")
+        node = await self._local_node()
+        for placement in await self._find(instance_id):
+            await self._heartbeat_at(placement, node, note)
+
+    # -- where instances live -------------------------------------------------------------------
+
+    async def _local_node(self) -> str:
+        if self._node is None:
+            me = await consul_call(self._consul.agent.self(), what="read the agent's own node")
+            self._node = str(me["Config"]["NodeName"])
+        return self._node
+
+    async def _placements(self, service: str) -> list[Placement]:
+        _, entries = await consul_call(self._consul.health.service(service), what=f"health of {service}")
+        return [_placement(entry) for entry in entries or []]
+
+    async def _find(self, instance_id: str) -> list[Placement]:
+        """Every registration of `instance_id`, on any agent; NotFoundError when there is none."""
+        services = await consul_call(self._consul.agent.services(), what="list agent services")
+        local = services.get(instance_id)
+        if local is not None:  # the common case: registered through this replica
+            _refuse_reserved(local, instance_id)
+            return [Placement(instance_id, local["Service"], local.get("Address", ""), int(local.get("Port") or 0),
+                              await self._local_node(), self._agent_addr)]
+        _, checks = await consul_call(
+            self._consul.health.state("any", filter_expr=f'ServiceID == "{instance_id}"'),
+            what=f"find instance {instance_id}",
+        )
+        names = {check["ServiceName"] for check in checks or [] if check.get("ServiceName")}
+        for name in names:
+            if name in RESERVED_SERVICES:
+                raise PreconditionError(f"instance {instance_id!r} is the control plane's own ({name}); "
+                                        "only the control plane changes it")
+        found = [p for name in sorted(names) for p in await self._placements(name) if p.instance_id == instance_id]
+        if not found:
+            raise NotFoundError(f"no instance {instance_id!r} is registered")
+        return found
+
+    def _agent_of(self, placement: Placement, node: str) -> consul.aio.Consul:
+        if placement.node == node:
+            return self._consul
+        if not placement.agent or self._connect_agent is None:
+            raise PreconditionError(f"instance {placement.instance_id!r} is registered on Consul node "
+                                    f"{placement.node!r}, which names no agent address; change it there")
+        agent = self._agents.get(placement.agent)
+        if agent is None:
+            agent = self._agents[placement.agent] = self._connect_agent(placement.agent)
+        return agent
+
+    async def _deregister_at(self, placement: Placement, node: str) -> None:
+        agent = self._agent_of(placement, node)
+        await consul_call(agent.agent.service.deregister(placement.instance_id),
+                          what=f"deregister on node {placement.node}")
+
+    async def _heartbeat_at(self, placement: Placement, node: str, note: str) -> None:
+        agent = self._agent_of(placement, node)
+        checks = await consul_call(agent.agent.checks(), what=f"list checks on node {placement.node}")
         ttl_checks = [
             check_id
             for check_id, check in checks.items()
-            if check.get("ServiceID") == instance_id and check.get("Type") == "ttl"
+            if check.get("ServiceID") == placement.instance_id and check.get("Type") == "ttl"
         ]
         if not ttl_checks:
             raise PreconditionError(
-                f"instance {instance_id!r} has no TTL check; heartbeats apply to instances registered "
+                f"instance {placement.instance_id!r} has no TTL check; heartbeats apply to instances registered "
                 "with a TTL health check (a gRPC check is run by Consul itself)"
             )
         for check_id in ttl_checks:
-            await consul_call(self._consul.agent.check.ttl_pass(check_id, notes=note or None), what="heartbeat")
+            await consul_call(agent.agent.check.ttl_pass(check_id, notes=note or None), what="heartbeat")
 
     async def fetch_instances(self, service: str, index: int, wait: float) -> tuple[int, tuple[Instance, ...]]:
         """Every instance of `service` with its health; blocks up to `wait` seconds for a change past `index`."""
@@ -160,10 +266,23 @@ def _instances(entries: list[dict[str, Any]] | None) -> tuple[Instance, ...]:
     return tuple(sorted((_instance_from(entry) for entry in entries or []), key=lambda i: i.instance_id))
 
 
+def _placement(entry: dict[str, Any]) -> Placement:
+    service = entry["Service"]
+    return Placement(
+        instance_id=service["ID"],
+        service=service["Service"],
+        address=service.get("Address") or entry["Node"]["Address"],
+        port=int(service.get("Port") or 0),
+        node=entry["Node"]["Node"],
+        agent=(service.get("Meta") or {}).get(AGENT_META_KEY, ""),
+    )
+
+
 def _instance_from(entry: dict[str, Any]) -> Instance:
     service = entry["Service"]
     meta = dict(service.get("Meta") or {})
     version = meta.pop(VERSION_META_KEY, "")
+    meta.pop(AGENT_META_KEY, None)
     return Instance(
         service=service["Service"],
         instance_id=service["ID"],

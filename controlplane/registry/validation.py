@@ -16,7 +16,7 @@ HOSTNAME = re.compile(
 META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}", re.ASCII)
 RESERVED_META_PREFIXES = ("consul-", "cp-")
 # Consul allows 64 metadata pairs per service; the version takes one of them.
-MAX_META_PAIRS = 63
+MAX_META_PAIRS = 62  # Consul allows 64; the version and the agent address take two
 MAX_META_VALUE = 512
 MAX_TAG = 255
 MAX_TAGS = 64

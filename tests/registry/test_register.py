@@ -93,7 +93,7 @@ def test_discover_filters_by_version_tags_and_metadata(register, registry, servi
             service=service_name,
             instance_id=f"{service_name}-{suffix}",
             address="127.0.0.1",
-            port=9100,
+            port=9100 + ord(suffix),  # an address and port hold one instance
             version=version,
             tags=tags,
             metadata=metadata,

@@ -128,6 +128,37 @@ def _passing(service: str) -> list[registry_pb2.Instance]:
             return []
 
 
+def _launch(name: str, consul_addr: str) -> int:
+    """Start one replica or demo service, exactly as `up` does."""
+    if name in REPLICA_NAMES:
+        addr = REPLICA_ADDRS[REPLICA_NAMES.index(name)]
+        return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr])
+    return _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{DEMO[name]}"],
+                  env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
+
+
+def _wait_ready(name: str) -> None:
+    if name in REPLICA_NAMES:
+        addr = REPLICA_ADDRS[REPLICA_NAMES.index(name)]
+        _wait(f"control plane replica {name} on {addr}", lambda: _serving(addr))
+    else:
+        _wait(f"{name} (registered and passing its health check)", lambda: bool(_passing(name)))
+
+
+def revive() -> int:
+    """Start again whatever of the stack is not running (after a crash), as `up` started it."""
+    PIDS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    consul_addr = _consul()
+    dead = [name for name in ORDER if name != "consul" and not _pid(name)]
+    for name in dead:
+        _launch(name, consul_addr)
+    for name in dead:
+        _wait_ready(name)
+    print(f"revived: {', '.join(dead)}" if dead else "everything was running")
+    return 0
+
+
 def up() -> int:
     started = time.monotonic()
     running = [name for name in ORDER if _pid(name)]
@@ -145,18 +176,14 @@ def up() -> int:
         return 1
     try:
         consul_addr = _consul()
-        for name, addr in zip(REPLICA_NAMES, REPLICA_ADDRS, strict=True):
-            _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr])
-        for name, addr in zip(REPLICA_NAMES, REPLICA_ADDRS, strict=True):
-            _wait(f"control plane replica {name} on {addr}", lambda a=addr: _serving(a))
-        for name, port in DEMO.items():
-            _spawn(
-                name,
-                [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{port}"],
-                env={"CONTROLPLANE_ADDR": CONTROL_PLANE},
-            )
+        for name in REPLICA_NAMES:
+            _launch(name, consul_addr)
+        for name in REPLICA_NAMES:
+            _wait_ready(name)
         for name in DEMO:
-            _wait(f"{name} (registered and passing its health check)", lambda n=name: bool(_passing(n)))
+            _launch(name, consul_addr)
+        for name in DEMO:
+            _wait_ready(name)
         _seed()
     except (TimeoutError, RuntimeError, grpc.RpcError) as exc:
         print(f"make up failed: {exc}. Logs: .run/logs/ (make logs). Stopping what was started.")
@@ -304,7 +331,7 @@ def logs() -> int:
 
 
 if __name__ == "__main__":
-    commands = {"up": up, "down": down, "status": status, "logs": logs}
+    commands = {"up": up, "down": down, "status": status, "logs": logs, "revive": revive}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(commands)}")
     sys.exit(commands[sys.argv[1]]())

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane.consul.local_agent import free_port
@@ -18,9 +18,15 @@ from tests.helpers import ROOT
 class Stack:
     dir: Path
     env: dict[str, str]
-    control_plane: str
+    control_plane: str  # the first replica's address
     ports: dict[str, int]
     consul: str  # the agent's HTTP address
+    replicas: list[str] = field(default_factory=list)  # every replica's address
+
+    @property
+    def control_planes(self) -> str:
+        """Every replica, as clients are given them."""
+        return ",".join(self.replicas or [self.control_plane])
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -50,23 +56,29 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(folder: Path) -> Iterator[Stack]:
-    """`devstack up` in `folder` on free ports; `devstack down` at the end (asserting both worked)."""
+def running_stack(folder: Path, replicas: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """`devstack up` in `folder` on free ports, with `replicas` control-plane replicas; `devstack down` at
+    the end (asserting both worked)."""
     ports = {name: free_port() for name in ("user", "order", "payment", "inventory")}
-    control_plane_port = free_port()
+    replica_ports = [free_port() for _ in range(replicas)]
     consul_port = free_port()
     env = {
         **os.environ,
         "DEVSTACK_DIR": str(folder),
-        "DEVSTACK_CONTROL_PLANE_PORT": str(control_plane_port),
+        "REPLICAS": str(replicas),
+        "DEVSTACK_CONTROL_PLANE_PORT": str(replica_ports[0]),
+        "DEVSTACK_CONTROL_PLANE_PORTS": ",".join(map(str, replica_ports)),
         "DEVSTACK_CONSUL_PORT": str(consul_port),
+        "DEVSTACK_CONSUL_SERVER_PORTS": f"{free_port()},{free_port()}",
         "DEVSTACK_DEMO_PORTS": ",".join(str(ports[n]) for n in ("user", "order", "payment", "inventory")),
         "OTEL_TRACES_EXPORTER": "jsonl",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # flush spans within 0.1 s, so a test can read a trace at once
         "CONTROLPLANE_TRACE_DIR": str(folder / "traces"),
     }
+    env.update(extra_env or {})
     env.pop("CONSUL_HTTP_ADDR", None)
-    running = Stack(folder, env, f"127.0.0.1:{control_plane_port}", ports, f"127.0.0.1:{consul_port}")
+    running = Stack(folder, env, f"127.0.0.1:{replica_ports[0]}", ports, f"127.0.0.1:{consul_port}",
+                    [f"127.0.0.1:{port}" for port in replica_ports])
     up = running.devstack("up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr

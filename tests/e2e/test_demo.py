@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import grpc
 import pytest
 
-from controlplane.consul.local_agent import free_port
+from controlplane import endpoints
+from controlplane.v1 import config_pb2, config_pb2_grpc, saga_pb2, saga_pb2_grpc
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 from tests.helpers import wait_until
-from tests.stack import Stack
+from tests.stack import Stack, running_stack
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 FINAL = (order_pb2.ORDER_STATUS_CONFIRMED, order_pb2.ORDER_STATUS_CANCELLED)
@@ -153,22 +153,51 @@ def test_one_orders_trace_covers_order_user_saga_inventory_and_payment(stack, or
     assert "/demo.payment.v1.PaymentService/Charge" in tree and "/controlplane.v1.SagaService/StartSaga" in tree
 
 
-def test_make_down_stops_every_process_it_started(stack):
-    pids = stack.pids()
-    assert len(pids) == 6  # consul, control plane, four services
-    # the session fixture runs `down` at the end; here, a second stack proves it on its own
-    folder = stack.dir.parent / f"second-{uuid.uuid4().hex[:6]}"
-    env = {**stack.env, "DEVSTACK_DIR": str(folder)}
-    env["DEVSTACK_CONTROL_PLANE_PORT"] = str(free_port())
-    env["DEVSTACK_CONSUL_PORT"] = str(free_port())
-    env["DEVSTACK_DEMO_PORTS"] = ",".join(str(free_port()) for _ in range(4))
-    second = Stack(folder, env, f"127.0.0.1:{env['DEVSTACK_CONTROL_PLANE_PORT']}", {},
-                   f"127.0.0.1:{env['DEVSTACK_CONSUL_PORT']}")
-    assert second.devstack("up").returncode == 0
-    started = second.pids()
-    assert len(started) == 6
-    assert second.devstack("down").returncode == 0
-    assert [pid for pid in started if running(pid)] == []
+def test_make_down_stops_every_process_and_make_up_brings_back_sagas_config_and_definitions(tmp_path):
+    with running_stack(tmp_path / "durable", replicas=2) as second:
+        assert len(second.pids()) == 7  # consul, two replicas, four services
+        with grpc.insecure_channel(second.address("order")) as channel:
+            item = order_pb2.OrderItem(sku="apple", quantity=1, unit_price_cents=100)
+            created = order_pb2_grpc.OrderServiceStub(channel).CreateOrder(
+                order_pb2.CreateOrderRequest(user_id="alice", items=[item]), timeout=20)
+        wait_until(lambda: second.cli("saga", "show", created.saga_id).stdout.count("completed") > 0, 30,
+                   what="the saga to complete")
+        slow = second.cli("config", "set", "payment", "--env", "dev", "faults.latency_ms=1500")
+        assert slow.returncode == 0, slow.stderr
+        history = config_versions(second)
+        assert history
+        with grpc.insecure_channel(second.address("order")) as channel:  # its saga is in flight at `down`
+            in_flight = order_pb2_grpc.OrderServiceStub(channel).CreateOrder(
+                order_pb2.CreateOrderRequest(user_id="alice", items=[item]), timeout=20)
+        started = second.pids()
+        assert second.devstack("down").returncode == 0
+        assert [pid for pid in started if running(pid)] == []
+
+        again = second.devstack("up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        shown = second.cli("saga", "show", created.saga_id)
+        assert shown.returncode == 0 and "completed" in shown.stdout, shown.stdout + shown.stderr
+        with grpc.insecure_channel(second.address("order")) as channel:
+            settled = wait_until(lambda: final(order_pb2_grpc.OrderServiceStub(channel), in_flight.order.order_id),
+                                 60, interval=0.2, what="the order in flight at `down` to settle")
+        assert settled.status in FINAL
+        assert config_versions(second) == history
+        with endpoints.channel(second.control_planes) as channel:
+            listed = saga_pb2_grpc.SagaServiceStub(channel).ListDefinitions(saga_pb2.ListDefinitionsRequest(),
+                                                                            timeout=10)
+        assert [d.name for d in listed.definitions] == ["place-order"]
+
+
+def final(orders: order_pb2_grpc.OrderServiceStub, order_id: str) -> order_pb2.Order | None:
+    order = orders.GetOrder(order_pb2.GetOrderRequest(order_id=order_id), timeout=5).order
+    return order if order.status in FINAL else None
+
+
+def config_versions(stack: Stack) -> list[int]:
+    with endpoints.channel(stack.control_planes) as channel:
+        listed = config_pb2_grpc.ConfigServiceStub(channel).ListVersions(
+            config_pb2.ListVersionsRequest(service="payment"), timeout=10)
+    return [v.version for v in listed.versions]
 
 
 def running(pid: int) -> bool:

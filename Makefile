@@ -15,13 +15,13 @@ PYTEST_ARGS ?=
 REPLICAS ?= 1
 export REPLICAS
 
-.PHONY: help deps proto proto-check lint test fuzz up down status logs bench clean
+.PHONY: help deps proto proto-check lint test fuzz crash up down status logs bench clean
 
 help:
 	@echo "make up      install what is missing, generate code, start Consul, the control plane and the demo"
 	@echo "             (REPLICAS=2: two control-plane replicas; Consul keeps its data in .run/consul)"
 	@echo "make test    install what is missing, run every test (against a real Consul agent)"
-	@echo "make down | status | logs | bench | fuzz | lint | proto | deps | clean"
+	@echo "make down | status | logs | bench | fuzz | crash | lint | proto | deps | clean"
 
 deps: $(STAMP) $(CONSUL) $(BUF)
 	@echo "deps: $$($(CONSUL) version | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
@@ -61,6 +61,11 @@ test: deps
 FUZZ_EXAMPLES ?= 300
 fuzz: deps
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=$${FUZZ_REPORT:-.run/fuzz-report.json} $(PY) -m pytest tests/fuzz
+
+# The crash campaign at length: CRASH_SECONDS of SIGKILLs during order traffic (`make test` runs 60 s).
+CRASH_SECONDS ?= 300
+crash: deps
+	CRASH_SECONDS=$(CRASH_SECONDS) $(PY) -m pytest -s tests/crash
 
 up: deps
 	$(PY) scripts/devstack.py up

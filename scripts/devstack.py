@@ -52,13 +52,17 @@ READY_TIMEOUT = 60.0
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs. A killed process whose parent has not reaped it yet (a zombie) does not."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True  # no procfs (not Linux): signal 0 is all we can ask
 
 
 def _pid(name: str) -> int | None:

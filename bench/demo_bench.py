@@ -74,7 +74,9 @@ def main() -> None:
         ports = [free_port() for _ in range(4)]
         control_plane = f"127.0.0.1:{free_port()}"
         env = {**os.environ, "DEVSTACK_DIR": folder, "DEVSTACK_CONTROL_PLANE_PORT": control_plane.split(":")[1],
-               "DEVSTACK_CONSUL_PORT": str(free_port()), "DEVSTACK_DEMO_PORTS": ",".join(map(str, ports)),
+               "DEVSTACK_CONSUL_PORT": str(free_port()),
+               "DEVSTACK_CONSUL_SERVER_PORTS": f"{free_port()},{free_port()}",
+               "DEVSTACK_DEMO_PORTS": ",".join(map(str, ports)),
                "OTEL_TRACES_EXPORTER": "jsonl", "CONTROLPLANE_TRACE_DIR": str(Path(folder) / "traces")}
         env.pop("CONSUL_HTTP_ADDR", None)
         devstack(env, "up")

@@ -92,9 +92,9 @@ def test_concurrent_repeats_of_one_key_apply_the_effect_once(store: IdempotencyS
     assert len({a.payment.payment_id for a in answers}) == 1
 
 
-def test_calls_with_different_keys_run_at_the_same_time(store: IdempotencyStore) -> None:
-    if getattr(store, "transactional", False):
-        pytest.skip("a transactional store runs keyed calls one at a time by design")
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])  # a transactional store runs them one at a time
+def test_calls_with_different_keys_run_at_the_same_time(kind: str, tmp_path: Path) -> None:
+    store = SqliteIdempotencyStore(tmp_path / "records.db") if kind == "sqlite" else MemoryIdempotencyStore()
     together = threading.Barrier(4, timeout=10)  # breaks unless all four handlers are inside at once
     payments = Payments(store, inside=together.wait)
     server, stub, channel = serve(payments)

@@ -27,6 +27,7 @@ from controlplane.v1 import (
     saga_pb2,
     saga_pb2_grpc,
 )
+from controlplane.watch import Reachability
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class ControlPlane:
     _cache: InstanceCache | None = None
     _saga: SagaService | None = None
     _config: ConfigServicer | None = None
+    _reachability: Reachability = field(default_factory=Reachability)
 
     async def start(self) -> ControlPlane:
         s = self.settings
@@ -59,13 +61,14 @@ class ControlPlane:
         store = RegistryStore(client, blocking, agent_addr=s.consul_advertise or s.consul_addr,
                               connect_agent=lambda addr: connect(addr, request_timeout=s.consul_timeout))
         self._closers += [client, blocking, store]
-        self._cache = InstanceCache(store, s.cache)
+        self._cache = InstanceCache(store, s.cache, reachability=self._reachability)
 
         # Server spans continue callers' traces; the saga's calls to participants continue the saga's.
         server = grpc.aio.server(interceptors=aio_server_interceptors())
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
         self._config = ConfigServicer.create(
-            client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff
+            client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff,
+            reachability=self._reachability,
         )
         self._config.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -82,7 +85,7 @@ class ControlPlane:
             advertise=(_advertised_host(s.listen), self.port),
         )
         saga_pb2_grpc.add_SagaServiceServicer_to_server(self._saga.servicer, server)
-        await self._set_serving(await _consul_reachable(client))
+        await self._set_serving(await self._consul_serves(client))
         await server.start()
         self._server = server
         self._tasks.append(asyncio.get_running_loop().create_task(self._probe_consul(client)))
@@ -95,16 +98,25 @@ class ControlPlane:
             await self._health.set(name, status)
 
     async def _probe_consul(self, client: object) -> None:
-        """Keep the health status in step with Consul's reachability."""
+        """Keep the health status and the watches' staleness in step with whether Consul can serve."""
         serving: bool | None = None
         while True:
-            now = await _consul_reachable(client)
+            now = await self._consul_serves(client)
             if now != serving:
                 if serving is not None:
-                    log.warning("Consul %s", "reachable again" if now else "unreachable: reporting NOT_SERVING")
+                    log.warning("Consul %s", "serves again" if now else "cannot serve: reporting NOT_SERVING, "
+                                "watched values stale")
                 await self._set_serving(now)
                 serving = now
             await asyncio.sleep(self.settings.consul_probe_interval)
+
+    async def _consul_serves(self, client: object) -> bool:
+        """Whether Consul answers a consistent read (one its leader confirms with a quorum) within the
+        probe's timeout: what a write needs, unlike a leader's name, which followers repeat for a while
+        after the leader died."""
+        serves = await _consul_serves(client, self.settings.consul_probe_timeout)
+        self._reachability.set(serves)
+        return serves
 
     async def wait_for_termination(self) -> None:
         assert self._server is not None
@@ -136,10 +148,14 @@ def _advertised_host(listen: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
 
 
-async def _consul_reachable(client: object) -> bool:
+PROBE_KEY = "controlplane/probe"  # never written: a consistent read of nothing still needs the leader
+
+
+async def _consul_serves(client: object, timeout: float) -> bool:
     try:
-        leader = await consul_call(client.status.leader(), what="leader")  # type: ignore[attr-defined]
-        return bool(leader)
+        read = client.kv.get(PROBE_KEY, consistency="consistent")  # type: ignore[attr-defined]
+        await consul_call(asyncio.wait_for(read, timeout), what="probe")
+        return True
     except ConsulUnavailable:
         return False
     except Exception:  # any odd answer means Consul cannot serve us

@@ -26,8 +26,10 @@ class ServerSettings:
     consul_advertise: str = ""
     # Longest a single Consul request (not a blocking query) may take.
     consul_timeout: float = 5.0
-    # How often Consul's reachability is checked for the gRPC health status.
+    # How often Consul's reachability is checked for the gRPC health status and the watches' staleness...
     consul_probe_interval: float = 1.0
+    # ...and how long the probe's consistent read may take before Consul counts as unable to serve.
+    consul_probe_timeout: float = 1.0
     # Time in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 10.0
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -54,6 +56,9 @@ class ServerSettings:
                             default=float(env.get("CONTROLPLANE_CONSUL_PROBE_INTERVAL",
                                                   defaults.consul_probe_interval)),
                             help="seconds between Consul reachability probes [env CONTROLPLANE_CONSUL_PROBE_INTERVAL]")
+        parser.add_argument("--consul-probe-timeout", type=float,
+                            default=float(env.get("CONTROLPLANE_CONSUL_PROBE_TIMEOUT", defaults.consul_probe_timeout)),
+                            help="seconds the probe's consistent read may take [env CONTROLPLANE_CONSUL_PROBE_TIMEOUT]")
         parser.add_argument("--blocking-wait", type=float,
                             default=float(env.get("CONTROLPLANE_BLOCKING_WAIT", defaults.cache.blocking_wait)),
                             help="seconds a Consul blocking query waits [env CONTROLPLANE_BLOCKING_WAIT]")
@@ -72,6 +77,7 @@ class ServerSettings:
             consul_advertise=_strip_scheme(args.consul_advertise) or _strip_scheme(args.consul),
             consul_timeout=args.consul_timeout,
             consul_probe_interval=args.consul_probe_interval,
+            consul_probe_timeout=args.consul_probe_timeout,
             shutdown_grace=args.shutdown_grace,
             cache=CacheSettings(
                 blocking_wait=args.blocking_wait,

@@ -25,7 +25,7 @@ from controlplane.config.wire import from_struct, timestamp, to_struct
 from controlplane.config.writer import ConfigWriter
 from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
 from controlplane.v1 import config_pb2, config_pb2_grpc
-from controlplane.watch import Backoff
+from controlplane.watch import Backoff, Reachability
 from controlplane.watch.quota import StreamQuota
 
 DEFAULT_PAGE_SIZE = 20
@@ -62,10 +62,12 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         blocking_wait: float,
         backoff: Backoff,
         secrets: SecretProvider | None = None,
+        reachability: Reachability | None = None,
     ) -> ConfigServicer:
         """The servicer with its store and watches. `blocking_wait` (seconds) must fit `blocking_client`'s timeout."""
         store = ConfigStore(client, blocking_client, max_txn_bytes=settings.consul_txn_max_bytes)
-        watches = ConfigWatches(store, settings, blocking_wait=blocking_wait, backoff=backoff)
+        watches = ConfigWatches(store, settings, blocking_wait=blocking_wait, backoff=backoff,
+                                reachability=reachability)
         return cls(store, watches, settings, secrets or EnvSecretProvider(prefix=settings.secret_env_prefix))
 
     def add_to_server(self, server: grpc.aio.Server) -> None:

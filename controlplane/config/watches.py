@@ -9,16 +9,17 @@ from __future__ import annotations
 from controlplane.config.model import ServiceState
 from controlplane.config.settings import ConfigSettings
 from controlplane.config.store import ConfigStore
-from controlplane.watch import Backoff, BlockingQueryWatch, WatchSet
+from controlplane.watch import Backoff, BlockingQueryWatch, Reachability, WatchSet
 
 
 class ConfigWatches:
     """The (lazily started) watch of each service's configuration; idle ones are stopped."""
 
-    def __init__(self, store: ConfigStore, settings: ConfigSettings, *, blocking_wait: float, backoff: Backoff) -> None:
+    def __init__(self, store: ConfigStore, settings: ConfigSettings, *, blocking_wait: float, backoff: Backoff,
+                 reachability: Reachability | None = None) -> None:
         self._watches: WatchSet[ServiceState] = WatchSet(
             "config", store.load, wait=blocking_wait, backoff=backoff, idle_timeout=settings.idle_timeout,
-            max_watches=settings.max_watches,
+            max_watches=settings.max_watches, reachability=reachability,
         )
 
     def watch(self, service: str) -> BlockingQueryWatch[ServiceState]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from controlplane.registry.model import Instance
 from controlplane.registry.store import RegistryStore
-from controlplane.watch import Backoff, BlockingQueryWatch, Snapshot, WatchSet
+from controlplane.watch import Backoff, BlockingQueryWatch, Reachability, Snapshot, WatchSet
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class CacheSettings:
 class InstanceCache:
     """Serves Discover and Watch from memory; Consul is asked once per change, not once per call."""
 
-    def __init__(self, store: RegistryStore, settings: CacheSettings = CacheSettings()) -> None:
+    def __init__(self, store: RegistryStore, settings: CacheSettings = CacheSettings(), *,
+                 reachability: Reachability | None = None) -> None:
         self._settings = settings
         self._watches: WatchSet[tuple[Instance, ...]] = WatchSet(
             "instances",
@@ -37,6 +38,7 @@ class InstanceCache:
             backoff=settings.backoff,
             idle_timeout=settings.idle_timeout,
             max_watches=settings.max_watches,
+            reachability=reachability,
         )
         self._store = store
 

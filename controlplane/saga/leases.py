@@ -6,9 +6,13 @@ A saga's lock is taken in the same transaction that starts it, every later appen
 (`check-session`), and the append that ends the saga deletes it. So a replica that lost its lock can
 never record another transition: its append fails and it stops driving that saga.
 
-The session has a TTL (Consul: at least 10 s) and, to notice a dead replica sooner, is bound to the
-TTL check of a `controlplane-saga` service instance the replica registers for itself and passes every
-third of `liveness_ttl` (Consul drops a dead replica's instance a minute after it went critical).
+The session has a TTL (Consul: at least 10 s) and is bound to the TTL check of a `controlplane-saga`
+service instance the replica registers for itself and passes every third of `liveness_ttl` (Consul
+drops a dead replica's instance a minute after it went critical). The check is passed on the local
+agent whether or not the session could be renewed: a renewal needs a leader, a check pass does not,
+so an election costs no session, and a pause of the agent shorter than `liveness_ttl` costs none
+either. A session lost anyway (a longer pause) is noticed, re-created, and the replica's sagas are
+taken over again, by it or another replica.
 When a replica dies its session is invalidated, its locks are released (lock delay 0), and the
 others, which follow the session list with a blocking query, take the orphaned sagas over. A replica
 restarting with the same id destroys its previous session first, so it resumes its own sagas at once.
@@ -52,7 +56,7 @@ class Leases:
         replica_id: str,
         *,
         session_ttl: float = 10.0,
-        liveness_ttl: float = 3.0,
+        liveness_ttl: float = 15.0,
         backoff: Backoff | None = None,
         watch_wait: float = 30.0,
         advertise: tuple[str, int] | None = None,
@@ -74,6 +78,7 @@ class Leases:
         # Set whenever some replica's session appeared or vanished, or ours was re-established.
         self.changed = asyncio.Event()
         self._watch: BlockingQueryWatch[frozenset[str]] | None = None
+        self._suspect = asyncio.Event()  # set when a write found the session invalid: check it now
 
     def lock_key(self, saga_id: str) -> str:
         return f"{self._base}{saga_id}"
@@ -153,20 +158,41 @@ class Leases:
         log.info("replica %s holds Consul session %s", self.replica_id, self.session_id)
         return self.session_id
 
+    def suspect(self) -> None:
+        """A write found the session invalid: check it now rather than at the next renewal."""
+        self._suspect.set()
+
     async def run(self, on_lost: Callable[[], None]) -> None:
         """Establish the session and keep it alive; `on_lost` is called when Consul invalidated it."""
+        liveness = asyncio.ensure_future(self._pass_liveness()) if self._liveness_ttl > 0 else None
+        try:
+            await self._renew(on_lost)
+        finally:
+            if liveness is not None:
+                liveness.cancel()
+
+    async def _pass_liveness(self) -> None:
+        """Pass the liveness check every third of its TTL, on the local agent (no leader needed)."""
+        while True:
+            await asyncio.sleep(self._liveness_ttl / 3)
+            if self.session_id is None:
+                continue  # establish() passes it when it registers the check again
+            with contextlib.suppress(ConsulUnavailable, consul.ConsulException):
+                await consul_call(self._consul.agent.check.ttl_pass(self._check_id), what="pass liveness")
+
+    async def _renew(self, on_lost: Callable[[], None]) -> None:
         delay = self._backoff.initial
-        interval = min(self._session_ttl, self._liveness_ttl or self._session_ttl) / 3
+        interval = self._session_ttl / 3
         while True:
             try:
                 if self.session_id is None:
                     await self.establish()
-                await asyncio.sleep(interval)
+                self._suspect.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._suspect.wait(), interval)
                 renewed = await consul_call(self._consul.session.renew(self.session_id), what="renew session")
                 if renewed is None:
                     raise _SessionLost("Consul no longer knows the session")
-                if self._liveness_ttl > 0:
-                    await consul_call(self._consul.agent.check.ttl_pass(self._check_id), what="pass liveness")
                 delay = self._backoff.initial
             except (_SessionLost, consul.ConsulException) as exc:
                 log.warning("replica %s lost its Consul session (%s); stopping its drivers", self.replica_id, exc)
@@ -203,6 +229,26 @@ class Leases:
                 await consul_call(self._consul.session.destroy(session), what="destroy session")
             if self._liveness_ttl > 0:
                 await consul_call(self._consul.agent.service.deregister(self._service_id), what="deregister")
+
+    async def renewed_after_loss(self, timeout: float) -> bool:
+        """After a write found this replica's session invalid: whether it was indeed gone and a new one
+        is in place within `timeout` seconds (False: the session was valid, so the write failed for
+        another reason, or no new session came in time)."""
+        old = self.session_id
+        if old is not None:
+            info = await consul_call(self._consul.session.info(old), what="read session")
+            if info[1] is not None:
+                return False
+        self.suspect()
+        try:
+            async with asyncio.timeout(timeout):
+                while self.session_id in (None, old):
+                    await self._ready.wait()
+                    if self.session_id in (None, old):
+                        await asyncio.sleep(0.01)
+        except TimeoutError:
+            return False
+        return True
 
     # -- locks ----------------------------------------------------------------------------------
 

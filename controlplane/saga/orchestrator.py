@@ -139,25 +139,39 @@ class Orchestrator:
         for event in first.events:
             apply(after, event)
         events = [started, *first.events]
-        extra = [self._leases.lock_op(saga_id)]
-        if isinstance(first.effect, Finish):
-            extra.append(self._leases.release_op(saga_id))
-        try:
-            state = await self._repo.append(saga_id, None, events, extra_ops=extra, after=after)
-        except ConflictError:
-            existing = await self._repo.load(saga_id)
-            if existing is None:
+        state, existing = await self._record_start(saga_id, events, after, first.effect)
+        if existing is None:
+            assert state is not None
+            self._spawn(saga_id, state, definition, first.effect)
+            return state, True
+        if existing.fingerprint != started.data["fingerprint"]:
+            raise AlreadyExistsError(
+                f"saga {saga_id} already exists with a different definition or input; "
+                "use a new saga id for a new saga"
+            )
+        if not existing.terminal and saga_id not in self._drivers:
+            self._leases.changed.set()  # an earlier start may have taken the lock but lost its answer
+        return existing, False
+
+    async def _record_start(self, saga_id: str, events: list[Event], after: SagaState, effect: Effect
+                            ) -> tuple[SagaState | None, SagaState | None]:
+        """(the new saga's state, None), or (None, the saga already recorded under this id)."""
+        for retry in (True, False):
+            extra = [self._leases.lock_op(saga_id)]
+            if isinstance(effect, Finish):
+                extra.append(self._leases.release_op(saga_id))
+            try:
+                return await self._repo.append(saga_id, None, events, extra_ops=extra, after=after), None
+            except ConflictError:
+                existing = await self._repo.load(saga_id)
+                if existing is not None:
+                    return None, existing
+                # The lock could not be taken: Consul dropped this replica's session (a long pause). The
+                # caller did nothing wrong: start again on the new session rather than answer ABORTED.
+                if retry and await self._leases.renewed_after_loss(SESSION_WAIT):
+                    continue
                 raise
-            if existing.fingerprint != started.data["fingerprint"]:
-                raise AlreadyExistsError(
-                    f"saga {saga_id} already exists with a different definition or input; "
-                    "use a new saga id for a new saga"
-                ) from None
-            if not existing.terminal and saga_id not in self._drivers:
-                self._leases.changed.set()  # an earlier start may have taken the lock but lost its answer
-            return existing, False
-        self._spawn(saga_id, state, definition, first.effect)
-        return state, True
+        raise AssertionError("unreachable: the last round returns or raises")
 
     async def abort(self, saga_id: str, reason: str) -> SagaState:
         """Record an abort; the saga's driver, wherever it runs, compensates from its next transition."""

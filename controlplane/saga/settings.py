@@ -20,10 +20,12 @@ class SagaSettings:
     replica_id: str = ""
     # TTL of the replica's Consul session (Consul accepts 10..86400); renewed every third of it.
     session_ttl: float = 10.0
-    # TTL of an agent check bound to the session, passed every third of it. A replica that stops
-    # passing it loses its session, and so its saga locks, within about this long. 0: TTL only
-    # (Consul then takes up to twice `session_ttl` to notice a dead replica).
-    liveness_ttl: float = 3.0
+    # TTL of an agent check bound to the session, passed every third of it on the local agent (no
+    # leader needed, so elections cost no session). A replica that stops passing it loses its session,
+    # and so its saga locks, within about this long: the time other replicas take over a dead replica's
+    # sagas, and the longest pause of the Consul agent a session survives. 0: TTL only (Consul then
+    # takes up to twice `session_ttl` to notice a dead replica).
+    liveness_ttl: float = 15.0
     # Group commit: appends arriving within this window share one Consul transaction...
     group_commit_window: float = 0.002
     # ...of at most this many operations (Consul allows 64)...

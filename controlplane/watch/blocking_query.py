@@ -7,7 +7,10 @@ one: a subscriber that falls behind catches up with the current state, which is 
 (rather than of events) should do.
 
 While Consul is unreachable the last value stays available, marked stale; the loop retries with
-backoff and recovers by itself.
+backoff and recovers by itself. After a failure the loop asks at once (index 0) instead of blocking at
+the old index, so the value is confirmed fresh as soon as Consul answers. With a `Reachability`, the
+value is marked stale as soon as the probe finds Consul unable to serve, even while a blocking query
+hangs, and refreshed as soon as it can again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from controlplane.errors import ConsulUnavailable
+from controlplane.watch.reachability import Reachability
 
 T = TypeVar("T")
 
@@ -60,8 +64,10 @@ class Snapshot(Generic[T]):
 class BlockingQueryWatch(Generic[T]):
     """Follows one Consul resource with blocking queries and fans its latest value out."""
 
-    def __init__(self, name: str, fetch: Fetch[T], *, wait: float = 30.0, backoff: Backoff = Backoff()) -> None:
+    def __init__(self, name: str, fetch: Fetch[T], *, wait: float = 30.0, backoff: Backoff = Backoff(),
+                 reachability: Reachability | None = None) -> None:
         self.name = name
+        self._reachability = reachability
         self._fetch = fetch
         self._wait = wait
         self._backoff = backoff
@@ -158,20 +164,28 @@ class BlockingQueryWatch(Generic[T]):
         index = 0
         delay = self._backoff.initial
         while not self._stopped.is_set():
+            reachability = self._reachability
+            if reachability is not None and not reachability.up:
+                self._mark_stale("the Consul probe finds it unable to serve")
+                await _first(reachability.wait_up(), self._stopped.wait())
+                index = 0  # ask at once: unchanged data would keep a blocking query waiting
+                continue
             try:
-                new_index, value = await self._fetch(index, self._wait)
+                new_index, value = await self._fetch_while_reachable(index)
+            except _Unreachable:
+                continue
             except ConsulUnavailable as exc:
-                if not self._snapshot.stale:
-                    log.warning("watch %s: serving last known value, marked stale: %s", self.name, exc)
-                self._publish(self._snapshot.value, index, stale=True, synced=False)
+                self._mark_stale(str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), delay)
                 delay = self._backoff.next(delay)
+                index = 0
                 continue
             except Exception:  # a bug or an unexpected answer must not kill the watch for good
                 log.exception("watch %s: unexpected failure; retrying", self.name)
                 await asyncio.sleep(delay)
                 delay = self._backoff.next(delay)
+                index = 0
                 continue
             delay = self._backoff.initial
             if self._snapshot.stale:
@@ -180,3 +194,39 @@ class BlockingQueryWatch(Generic[T]):
             # Consul's index can go backwards (e.g. after a restore): start over from 0 then.
             # It must never be 0 in a blocking query, which would return at once.
             index = 0 if new_index < index else max(new_index, 1)
+
+    def _mark_stale(self, why: str) -> None:
+        if not self._snapshot.stale:
+            log.warning("watch %s: serving last known value, marked stale: %s", self.name, why)
+        self._publish(self._snapshot.value, self._snapshot.index, stale=True, synced=False)
+
+    async def _fetch_while_reachable(self, index: int) -> tuple[int, T]:
+        """The fetch's answer; _Unreachable when the probe found Consul unable to serve first."""
+        if self._reachability is None:
+            return await self._fetch(index, self._wait)
+        fetch = asyncio.ensure_future(self._fetch(index, self._wait))
+        down = asyncio.ensure_future(self._reachability.wait_down())
+        try:
+            await asyncio.wait([fetch, down], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            down.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
+        if fetch.cancelled():
+            raise _Unreachable
+        return fetch.result()
+
+
+class _Unreachable(Exception):
+    pass
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Return when the first of `waits` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 
 from controlplane.errors import LimitExceeded
 from controlplane.watch.blocking_query import Backoff, BlockingQueryWatch
+from controlplane.watch.reachability import Reachability
 
 T = TypeVar("T")
 
@@ -26,8 +27,9 @@ class WatchSet(Generic[T]):
     """
 
     def __init__(self, what: str, load: Load[T], *, wait: float, backoff: Backoff, idle_timeout: float,
-                 max_watches: int = 256) -> None:
+                 max_watches: int = 256, reachability: Reachability | None = None) -> None:
         self._what = what
+        self._reachability = reachability
         self._max_watches = max_watches
         self._load = load
         self._wait = wait
@@ -45,7 +47,8 @@ class WatchSet(Generic[T]):
             async def fetch(index: int, wait: float) -> tuple[int, T]:
                 return await self._load(key, index, wait)
 
-            found = BlockingQueryWatch(f"{self._what} of {key}", fetch, wait=self._wait, backoff=self._backoff)
+            found = BlockingQueryWatch(f"{self._what} of {key}", fetch, wait=self._wait, backoff=self._backoff,
+                                       reachability=self._reachability)
             self._watches[key] = found.start()
         return found
 

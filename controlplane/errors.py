@@ -110,6 +110,14 @@ class ConsulUnavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class OutcomeUnknown(ConsulUnavailable):
+    """A write was sent to Consul but not answered in time: it may have been applied or not, so this is
+    DEADLINE_EXCEEDED (gRPC's code for "may have completed"), not UNAVAILABLE. Read before retrying
+    unless the write is idempotent or compare-and-set guarded."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 def grpc_status_for(error: DomainError) -> grpc.Status:
     """The rich gRPC status for a domain error (field violations included for validation errors)."""
     status = status_pb2.Status(code=error.code.value[0], message=_cut(error.message, MAX_MESSAGE))

@@ -49,6 +49,8 @@ DEMO_STOCK = {"apple": 1000, "pear": 1000, "plum": 50}
 REPLICA_NAMES = ["controlplane" if i == 0 else f"controlplane-{i + 1}" for i in range(REPLICAS)]
 ORDER = ["consul", *REPLICA_NAMES, *DEMO]  # start order; stopped in reverse
 READY_TIMEOUT = 60.0
+# Registered by `up` and by every replica (again every 10 s: what Consul loses comes back).
+DEFINITIONS = ROOT / "services" / "place_order.yaml"
 
 
 def _alive(pid: int) -> bool:
@@ -136,7 +138,8 @@ def _launch(name: str, consul_addr: str) -> int:
     """Start one replica or demo service, exactly as `up` does."""
     if name in REPLICA_NAMES:
         addr = REPLICA_ADDRS[REPLICA_NAMES.index(name)]
-        return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr])
+        return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr,
+                             "--saga-definitions", str(DEFINITIONS)])
     return _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{DEMO[name]}"],
                   env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
 
@@ -221,7 +224,7 @@ def _seed() -> None:
     """Load the place-order saga definition and the demo data (users, stock, default config)."""
     with endpoints.channel(CONTROL_PLANE) as channel:
         sagas = saga_pb2_grpc.SagaServiceStub(channel)
-        for definition in load_definitions_file(ROOT / "services" / "place_order.yaml"):
+        for definition in load_definitions_file(DEFINITIONS):
             stored = sagas.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition), timeout=10)
             print(f"saga definition: {stored.definition.name} v{stored.definition.version}")
         configs = config_pb2_grpc.ConfigServiceStub(channel)

@@ -152,13 +152,13 @@ class ConfigStore:
                 f"the write would be a {len(body)}-byte Consul transaction; Consul accepts at most "
                 f"{self._max_txn_bytes} bytes: make it smaller",
             )
-        await _call(self._consul.txn.put(ops), what=what, field=field)
+        await _call(self._consul.txn.put(ops), what=what, field=field, write=True)
 
 
-async def _call(operation: Awaitable[T], *, what: str, field: str = "content") -> T:
+async def _call(operation: Awaitable[T], *, what: str, field: str = "content", write: bool = False) -> T:
     """A Consul request with every failure made a domain error (or StaleState for a lost compare-and-set)."""
     try:
-        return await consul_call(operation, what=what)
+        return await consul_call(operation, what=what, write=write)
     except consul.ConsulException as exc:
         status, _, reason = str(exc).partition(" ")
         if status == "409":

@@ -11,7 +11,7 @@ import aiohttp
 import consul
 import consul.aio
 
-from controlplane.errors import ConsulUnavailable, DomainError, LimitExceeded, ValidationError
+from controlplane.errors import ConsulUnavailable, DomainError, LimitExceeded, OutcomeUnknown, ValidationError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -37,10 +37,13 @@ def connect(http_addr: str, *, request_timeout: float, connections: int = 100) -
                              connections_limit=connections)
 
 
-async def consul_call(operation: Awaitable[T], *, what: str) -> T:
+async def consul_call(operation: Awaitable[T], *, what: str, write: bool = False) -> T:
     """Await a Consul request, translating every failure into a domain error.
 
-    Transport failures and 5xx answers are ConsulUnavailable; 404 (NotFound) and 409 (a transaction
+    Transport failures and 5xx answers are ConsulUnavailable; for a `write` that was sent but never
+    answered (a timeout, a dropped connection) it is OutcomeUnknown instead, since Consul may have
+    applied it (a connection refused is still ConsulUnavailable: nothing was sent). 404 (NotFound) and
+    409 (a transaction
     that failed its compare-and-set) are left to the caller. Another 4xx answer means the control plane let
     through something Consul refuses (its checks should have caught it first): too large is
     RESOURCE_EXHAUSTED, anything else INVALID_ARGUMENT, both in our words with Consul's reason cut short.
@@ -48,6 +51,9 @@ async def consul_call(operation: Awaitable[T], *, what: str) -> T:
     try:
         return await operation
     except (TimeoutError, aiohttp.ClientError, consul.Timeout, OSError) as exc:
+        if write and not isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
+            raise OutcomeUnknown(f"Consul did not answer the write ({what}) in time: it may or may not have been "
+                                 "applied; read the current state before retrying") from exc
         raise ConsulUnavailable(f"Consul is unreachable ({what}): {type(exc).__name__} {exc}".strip()) from exc
     except consul.NotFound:
         raise

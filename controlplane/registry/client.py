@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -21,8 +22,11 @@ class SelfRegistration:
 
     `control_plane`: one address or several, comma-separated (see controlplane.endpoints).
 
-    `register()` retries until the control plane answers (up to `startup_timeout` seconds);
-    `deregister()` removes the instance again, e.g. on SIGTERM.
+    `register()` retries until the control plane answers (up to `startup_timeout` seconds), then keeps
+    the registration asserted: every `reassert_interval` seconds it registers again (the same address and
+    port keep their instance id, so this changes nothing while Consul has it), so an instance Consul lost
+    (an agent restarted empty, a catalog rebuilt) is back within that long. 0 registers once.
+    `deregister()` stops that and removes the instance, e.g. on SIGTERM.
     """
 
     control_plane: str
@@ -35,8 +39,27 @@ class SelfRegistration:
     check_interval: float = 1.0
     startup_timeout: float = 30.0
     instance_id: str = ""
+    reassert_interval: float = 5.0
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _keeper: threading.Thread | None = field(default=None, repr=False)
 
     def register(self) -> registry_pb2.Instance:
+        instance = self._register_until_answered(self.startup_timeout)
+        if self.reassert_interval > 0 and self._keeper is None:
+            self._stop.clear()
+            self._keeper = threading.Thread(target=self._keep, name=f"registration:{self.service}", daemon=True)
+            self._keeper.start()
+        return instance
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.reassert_interval):
+            try:
+                self._register_until_answered(0)
+            except grpc.RpcError as exc:
+                log.warning("re-asserting %s's registration failed (%s); trying again in %.0fs", self.service,
+                            exc.code().name, self.reassert_interval)
+
+    def _register_until_answered(self, timeout: float) -> registry_pb2.Instance:
         request = registry_pb2.RegisterRequest(
             service=self.service,
             instance_id=self.instance_id,
@@ -47,15 +70,16 @@ class SelfRegistration:
             metadata=self.metadata,
             check=registry_pb2.HealthCheck(grpc=registry_pb2.GrpcHealthCheck(interval=_duration(self.check_interval))),
         )
-        deadline = time.monotonic() + self.startup_timeout
+        deadline = time.monotonic() + timeout
         delay = 0.1
         with endpoints.channel(self.control_plane) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             while True:
                 try:
                     instance = stub.Register(request, timeout=5.0).instance
+                    if instance.instance_id != self.instance_id:
+                        log.info("registered %s as %s", self.service, instance.instance_id)
                     self.instance_id = instance.instance_id
-                    log.info("registered %s as %s", self.service, self.instance_id)
                     return instance
                 except grpc.RpcError as exc:
                     retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -66,6 +90,10 @@ class SelfRegistration:
                     delay = min(delay * 2, 2.0)
 
     def deregister(self) -> None:
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+            self._keeper = None
         if not self.instance_id:
             return
         with endpoints.channel(self.control_plane) as channel:

@@ -145,6 +145,7 @@ class RegistryStore:
                 check=_check_body(replace(reg, instance=inst)),
             ),
             what="register",
+            write=True,
         )
         for old in stale:
             try:
@@ -262,8 +263,17 @@ def _refuse_reserved(service: dict[str, Any] | None, instance_id: str) -> None:
 
 
 def _instances(entries: list[dict[str, Any]] | None) -> tuple[Instance, ...]:
-    """Consul health entries as instances, in instance-id order."""
-    return tuple(sorted((_instance_from(entry) for entry in entries or []), key=lambda i: i.instance_id))
+    """Consul health entries as instances, in instance-id order, one per id: should an id be registered on
+    two agents (Register removes such copies, but Consul may still list one for a moment, or someone
+    registered it outside the control plane), the healthiest copy stands for it, so Discover, Watch and
+    ListServices all count it once."""
+    best: dict[str, Instance] = {}
+    for entry in entries or []:
+        instance = _instance_from(entry)
+        seen = best.get(instance.instance_id)
+        if seen is None or (instance.health or Health.CRITICAL) < (seen.health or Health.CRITICAL):
+            best[instance.instance_id] = instance
+    return tuple(best[key] for key in sorted(best))
 
 
 def _placement(entry: dict[str, Any]) -> Placement:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 import consul.aio
+import yaml
 
 from controlplane.consul.client import split_address
 from controlplane.errors import ConsulUnavailable, DomainError
@@ -89,14 +90,25 @@ class SagaService:
         return service
 
     async def _register_file(self, definitions: DefinitionStore, path: str) -> None:
-        """Register the file's definitions, retrying while Consul is unreachable."""
+        """Register the file's definitions, and again every `definitions_reassert` seconds: a definition
+        Consul lost (its data wiped, a restore) comes back by itself. Identical content registers
+        nothing new."""
+        while True:
+            await self._register_once(definitions, path)
+            await asyncio.sleep(self.settings.definitions_reassert)
+
+    async def _register_once(self, definitions: DefinitionStore, path: str) -> None:
         delay = self.settings.consul_backoff.initial
-        pending = load_definitions_file(path)
+        try:
+            pending = load_definitions_file(path)
+        except (OSError, DomainError, ValueError, yaml.YAMLError) as exc:
+            log.error("cannot read saga definitions from %s: %s", path, exc)
+            return
         while pending:
             try:
                 definition, created = await definitions.register(pending[0])
-                log.info("definition %s v%d %s", definition.name, definition.version,
-                         "registered" if created else "unchanged")
+                if created:
+                    log.info("definition %s v%d registered from %s", definition.name, definition.version, path)
                 pending.pop(0)
             except ConsulUnavailable:
                 await asyncio.sleep(delay)

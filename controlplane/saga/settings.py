@@ -42,6 +42,8 @@ class SagaSettings:
     consul_backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.05, maximum=1.0))
     # A YAML or JSON file of saga definitions registered at start (when they differ from the latest).
     definitions_file: str = ""
+    # ...and registered again this often (seconds), so definitions Consul lost come back by themselves.
+    definitions_reassert: float = 10.0
     # JSON of controlplane.interceptors.ClientPolicy for calls to participants; "" = its defaults.
     participant_policy: str = ""
     # A compensation refused by an open circuit breaker (the call never left this process) waits until
@@ -70,6 +72,8 @@ class SagaSettings:
         flag("takeover-interval", float, d.takeover_interval, "seconds between scans for orphaned sagas")
         flag("retry-max", float, d.consul_backoff.maximum, "longest pause, in seconds, between Consul retries")
         flag("definitions", str, d.definitions_file, "YAML/JSON file of saga definitions to register at start")
+        flag("definitions-reassert", float, d.definitions_reassert,
+             "seconds between registrations of the definitions file (restores what Consul lost)")
         flag("participant-policy", str, d.participant_policy, "JSON ClientPolicy for calls to participants")
         flag("compensation-breaker-wait", float, d.compensation_breaker_wait,
              "seconds a compensation may wait in all for open circuit breakers before refusals count as failures")
@@ -88,6 +92,7 @@ class SagaSettings:
             takeover_interval=args.saga_takeover_interval,
             consul_backoff=Backoff(initial=min(0.05, args.saga_retry_max), maximum=args.saga_retry_max),
             definitions_file=args.saga_definitions,
+            definitions_reassert=args.saga_definitions_reassert,
             participant_policy=args.saga_participant_policy,
             compensation_breaker_wait=args.saga_compensation_breaker_wait,
         )

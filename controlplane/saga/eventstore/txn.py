@@ -95,14 +95,18 @@ class TxnRejected(Exception):
     """Consul refused the request itself (e.g. malformed or too large), not an operation in it."""
 
 
+_READ_VERBS = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
+
+
 async def run_txn(client: consul.aio.Consul, ops: Sequence[Op]) -> TxnResult:
     """Run one transaction. Raises ConsulUnavailable when Consul cannot answer, TxnRejected on 4xx but 409."""
 
     def answer(response: Any) -> tuple[int, str]:
         return response.code, response.body
 
+    writes = any(op.get("KV", {}).get("Verb") not in _READ_VERBS for op in ops)
     code, body = await consul_call(
-        client.http.put(answer, "/v1/txn", data=json.dumps(list(ops))), what="transaction"
+        client.http.put(answer, "/v1/txn", data=json.dumps(list(ops))), what="transaction", write=writes
     )
     return txn_result(code, body)
 

@@ -23,12 +23,14 @@ SERVERS = 3
 class ConsulCluster:
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="consul-cluster-")))
     clients: int = 2
+    raft_multiplier: int = 1
     servers: list[LocalConsul] = field(default_factory=list)
     agents: list[LocalConsul] = field(default_factory=list)
 
     def start(self) -> ConsulCluster:
         self.servers = [LocalConsul(data_dir=self.folder / f"server-{i + 1}", bind=f"127.0.0.{i + 1}",
-                                    node=f"server-{i + 1}", bootstrap_expect=SERVERS) for i in range(SERVERS)]
+                                    node=f"server-{i + 1}", bootstrap_expect=SERVERS,
+                                    raft_multiplier=self.raft_multiplier) for i in range(SERVERS)]
         for server in self.servers:  # every port first, so each can name the others to join
             server.pick_ports()
         for server in self.servers:

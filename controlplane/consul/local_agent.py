@@ -77,6 +77,9 @@ class LocalConsul:
     server: bool = True
     bootstrap_expect: int = 1
     retry_join: list[str] = field(default_factory=list)
+    # Raft timing: 1 elects a new leader within about 3 s of the old one dying; Consul's default, 5, takes
+    # 13-17 s and suits slow or shared machines (see docs/consul.md).
+    raft_multiplier: int = 1
     binary: str = field(default_factory=find_consul_binary)
     _process: subprocess.Popen[bytes] | None = None
     _ports: dict[str, int] = field(default_factory=dict)
@@ -141,8 +144,7 @@ class LocalConsul:
             "ports": self._ports,
             "disable_update_check": True,
             "enable_script_checks": False,
-            # A single node elects itself at once; no need to wait for peers.
-            "performance": {"raft_multiplier": 1},
+            "performance": {"raft_multiplier": self.raft_multiplier},
         }
         path.write_text(json.dumps(config))
         return path

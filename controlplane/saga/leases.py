@@ -11,7 +11,9 @@ service instance the replica registers for itself and passes every third of `liv
 drops a dead replica's instance a minute after it went critical). The check is passed on the local
 agent whether or not the session could be renewed: a renewal needs a leader, a check pass does not,
 so an election costs no session, and a pause of the agent shorter than `liveness_ttl` costs none
-either. A session lost anyway (a longer pause) is noticed, re-created, and the replica's sagas are
+either; nor is the session bound to the node's `serfHealth`, which the cluster fails within seconds
+of an agent's pause (a dead node's session lapses within twice its TTL instead). A session lost
+anyway (a longer pause) is noticed, re-created, and the replica's sagas are
 taken over again, by it or another replica.
 When a replica dies its session is invalidated, its locks are released (lock delay 0), and the
 others, which follow the session list with a blocking query, take the orphaned sagas over. A replica
@@ -125,7 +127,11 @@ class Leases:
             if old.get("Name") == self._session_name:
                 log.info("destroying session %s left by an earlier run of replica %s", old["ID"], self.replica_id)
                 await consul_call(self._consul.session.destroy(old["ID"]), what="destroy session")
-        checks = ["serfHealth"]
+        # Not bound to the node's serfHealth: the cluster marks a paused agent failed within seconds,
+        # which would cost the session in any pause. A dead node still loses it within twice the TTL.
+        # (Consul 1.8 adds serfHealth as a node check unless NodeChecks says otherwise.)
+        node_checks = [] if self._liveness_ttl > 0 else ["serfHealth"]
+        service_checks = []
         if self._liveness_ttl > 0:
             # A service-level check: a node-level one would mark every service on the node critical
             # whenever a replica died.
@@ -144,13 +150,14 @@ class Leases:
             })
             # Re-registering keeps a check's old status (critical, after a crash): pass it explicitly.
             await consul_call(self._consul.agent.check.ttl_pass(self._check_id), what="pass liveness")
-            checks.append(self._check_id)
+            service_checks.append({"ID": self._check_id})
         created = await self._put("/v1/session/create", {
             "Name": self._session_name,
             "TTL": f"{int(self._session_ttl)}s",
             "LockDelay": "0s",
             "Behavior": "release",
-            "Checks": checks,
+            "NodeChecks": node_checks,
+            "ServiceChecks": service_checks,
         })
         self.session_id = created["ID"]
         self._ready.set()

@@ -214,7 +214,7 @@ class ParticipantServer:
 
     def register(self, control_plane: str, service: str) -> None:
         self.registration = SelfRegistration(control_plane=control_plane, service=service, address="127.0.0.1",
-                                             port=self.port, check_interval=1.0)
+                                             port=self.port, check_interval=1.0, reassert_interval=1.0)
         self.registration.register()
 
     def stop(self) -> None:

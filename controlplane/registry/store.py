@@ -115,7 +115,9 @@ class RegistryStore:
         """Register an instance, replacing any instance of its service at the same address and port (or
         with the same id) wherever it is registered; the instance as registered. Unless the client named
         the id (`replacing`), an instance already at that address and port keeps its id, so registering
-        again changes nothing."""
+        again changes nothing. It also stays on the agent that holds it (when that agent answers), so a
+        client re-asserting its registration through whichever replica never moves it between agents,
+        which would restart its health check."""
         inst = reg.instance
         if replacing:
             services = await consul_call(self._consul.agent.services(), what="list agent services")
@@ -127,15 +129,42 @@ class RegistryStore:
             same = [p for p in placed if (p.address, p.port) == here]
             if same:
                 inst = replace(inst, instance_id=same[0].instance_id)
+        holders = [p for p in placed if p.instance_id == inst.instance_id and (p.address, p.port) == here]
+        home = next((p for p in holders if p.node == node), None) or next((p for p in holders if p.agent), None)
+        agent, agent_addr = self._consul, self._agent_addr
+        if home is not None and home.node != node:
+            agent, agent_addr = self._agent_of(home, node), home.agent
         stale = [p for p in placed if ((p.address, p.port) == here or p.instance_id == inst.instance_id)
-                 and not (p.node == node and p.instance_id == inst.instance_id)]
+                 and p != home]
+        if home is None or home.node == node:
+            stale = [p for p in stale if not (p.node == node and p.instance_id == inst.instance_id)]
+        try:
+            await self._register_on(agent, agent_addr, reg, inst)
+        except ConsulUnavailable:
+            if agent is self._consul:
+                raise
+            assert home is not None  # its agent does not answer: the instance moves to this replica's agent
+            log.warning("agent %s of node %s does not answer; registering %s here", home.agent, home.node,
+                        inst.instance_id)
+            await self._register_on(self._consul, self._agent_addr, reg, inst)
+            stale.append(home)
+        for old in stale:
+            try:
+                await self._deregister_at(old, node)
+            except (ConsulUnavailable, NotFoundError) as exc:  # its node is gone: its checks fail already
+                log.warning("could not remove %s (replaced by %s) from node %s: %s", old.instance_id,
+                            inst.instance_id, old.node, exc.message)
+        return inst
+
+    async def _register_on(self, agent: consul.aio.Consul, agent_addr: str, reg: Registration,
+                           inst: Instance) -> None:
         meta = dict(inst.metadata)
         if inst.version:
             meta[VERSION_META_KEY] = inst.version
-        if self._agent_addr:
-            meta[AGENT_META_KEY] = self._agent_addr
+        if agent_addr:
+            meta[AGENT_META_KEY] = agent_addr
         await consul_call(
-            self._consul.agent.service.register(
+            agent.agent.service.register(
                 inst.service,
                 service_id=inst.instance_id,
                 address=inst.address,
@@ -147,13 +176,6 @@ class RegistryStore:
             what="register",
             write=True,
         )
-        for old in stale:
-            try:
-                await self._deregister_at(old, node)
-            except (ConsulUnavailable, NotFoundError) as exc:  # its node is gone: its checks fail already
-                log.warning("could not remove %s (replaced by %s) from node %s: %s", old.instance_id,
-                            inst.instance_id, old.node, exc.message)
-        return inst
 
     async def deregister(self, instance_id: str) -> None:
         node = await self._local_node()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from google.protobuf import json_format
 from controlplane.v1 import config_pb2, config_pb2_grpc
 
 CAS_ATTEMPTS = 5
+RETRY_PAUSE = 0.5  # seconds before re-reading after an answer that left the outcome open
 
 
 def parse_edit(edit: str) -> tuple[list[str], Any]:
@@ -49,10 +51,17 @@ def get(channel: grpc.Channel, service: str, environment: str) -> int:
 
 
 def set_(channel: grpc.Channel, service: str, environment: str, edits: Sequence[str], message: str) -> int:
-    """Apply the edits to the layer, compare-and-set on its version; re-read and retry on a lost race."""
+    """Apply the edits to the layer, compare-and-set on its version; re-read and retry on a lost race, and
+    after an answer that leaves the outcome open (UNAVAILABLE, DEADLINE_EXCEEDED): the re-read shows
+    whether the write was applied, and the compare-and-set makes a retry safe either way."""
     stub = config_pb2_grpc.ConfigServiceStub(channel)
+    wanted: dict[str, Any] | None = None
     for attempt in range(CAS_ATTEMPTS):
         version, layer = _layer(stub, service, environment)
+        if wanted is not None and layer == wanted:
+            print(f"{service} ({environment or 'default'}) is now version {version} (the write was applied; "
+                  "its answer was lost)")
+            return 0
         request = config_pb2.SetConfigRequest(
             service=service,
             environment=environment,
@@ -64,7 +73,11 @@ def set_(channel: grpc.Channel, service: str, environment: str, edits: Sequence[
         try:
             written = stub.SetConfig(request, timeout=10).document
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.ABORTED and attempt + 1 < CAS_ATTEMPTS:
+            unsure = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            if (exc.code() == grpc.StatusCode.ABORTED or unsure) and attempt + 1 < CAS_ATTEMPTS:
+                wanted = apply_edits(layer, edits) if unsure else None
+                if unsure:
+                    time.sleep(RETRY_PAUSE)
                 continue
             raise
         print(f"{service} ({environment or 'default'}) is now version {written.version}")

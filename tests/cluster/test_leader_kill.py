@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-
 from collections.abc import Iterator
 
 import grpc

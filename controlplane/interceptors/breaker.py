@@ -321,8 +321,10 @@ class CircuitBreaker:
     # --- under the lock ---
 
     def _too_bad(self, calls: int, failures: int, slow: int) -> bool:
+        # Rates as quotients: `failures >= threshold * calls` carries float error (0.55 * 100 is
+        # 55.00000000000001), while 55 / 100 rounds to the very double the literal 0.55 is.
         policy = self.policy
-        return failures >= policy.failure_rate_threshold * calls or slow >= policy.slow_call_rate_threshold * calls
+        return failures / calls >= policy.failure_rate_threshold or slow / calls >= policy.slow_call_rate_threshold
 
     def _maybe_half_open(self, now: float, changes: list[StateChange]) -> None:
         if self._state is State.OPEN and now >= self._open_until:

@@ -245,3 +245,29 @@ def test_max_wait_below_the_first_wait_does_not_shorten_it() -> None:
     assert BreakerPolicy(wait_in_open=60.0).open_wait(3) == 60.0
     with pytest.raises(ValueError, match="wait_multiplier"):
         BreakerPolicy(wait_multiplier=0.5)
+
+
+@pytest.mark.parametrize("threshold", [0.07, 0.14, 0.28, 0.55, 0.56, 0.5, 0.29, 0.57])
+def test_a_failure_rate_exactly_at_the_threshold_opens_and_in_half_open_reopens(clock: FakeClock,
+                                                                                threshold: float) -> None:
+    failures = round(threshold * 100)
+    policy = BreakerPolicy(failure_rate_threshold=threshold, minimum_calls=100, window_size=100, half_open_calls=100)
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "o" * (100 - failures + 1) + "f" * (failures - 1))
+    assert breaker.state is State.CLOSED  # one failure short of the rate
+    run(breaker, "f")  # the window slides past an "o": exactly `failures` of 100
+    assert breaker.state is State.OPEN
+    clock.advance(breaker.snapshot().retry_in)
+    run(breaker, "f" * failures + "o" * (100 - failures))  # trials exactly at the rate: open again
+    assert breaker.state is State.OPEN
+
+
+@pytest.mark.parametrize("threshold", [0.07, 0.55, 0.56])
+def test_a_slow_call_rate_exactly_at_the_threshold_opens(clock: FakeClock, threshold: float) -> None:
+    slow = round(threshold * 100)
+    policy = BreakerPolicy(slow_call_rate_threshold=threshold, slow_call_duration=1.0, minimum_calls=100,
+                           window_size=100)
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "o" * (100 - slow))
+    run(breaker, "o" * slow, clock, duration=1.0)
+    assert breaker.state is State.OPEN

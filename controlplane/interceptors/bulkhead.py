@@ -84,6 +84,7 @@ class Bulkhead:
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
         self._async_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._granted: set[asyncio.Future[None]] = set()  # waiters handed a slot they have not taken yet
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free, without waiting."""
@@ -109,46 +110,58 @@ class Bulkhead:
             return False
 
     async def acquire_async(self, timeout: float) -> bool:
-        """Take a slot, waiting at most `timeout` seconds without blocking the event loop."""
+        """Take a slot, waiting at most `timeout` seconds without blocking the event loop.
+
+        Waiters are served first in, first out: a freed slot is handed to the oldest waiter (a newcomer
+        cannot take it meanwhile), and a waiter cancelled after it was handed one passes it on.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        with self._lock:
+            if self._in_flight < self._limit and not self._async_waiters:
+                self._in_flight += 1
+                return True
+            if timeout <= 0:
+                self._rejected += 1
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._async_waiters.append(waiter)
+            self._waiting += 1
+        cancelled = True
+        try:
+            await asyncio.wait((waiter,), timeout=timeout)
+            cancelled = False
+        finally:
             with self._lock:
-                if self._in_flight < self._limit:
-                    self._in_flight += 1
-                    return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                self._waiting -= 1
+                granted = waiter in self._granted
+                self._granted.discard(waiter)
+                if waiter in self._async_waiters:
+                    self._async_waiters.remove(waiter)
+                if not granted and not cancelled:
                     self._rejected += 1
-                    return False
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._async_waiters.append(waiter)
-                self._waiting += 1
-            try:
-                await asyncio.wait((waiter,), timeout=remaining)
-            finally:
-                with self._lock:
-                    self._waiting -= 1
-                    if waiter in self._async_waiters:
-                        self._async_waiters.remove(waiter)
+            if granted and cancelled:
+                self.release()  # handed a slot it will not use: pass it on
+        return granted
 
     def release(self) -> None:
-        """Give a slot back (any thread) and wake one waiter."""
+        """Give a slot back (any thread): to the oldest asyncio waiter, else to a waiting thread."""
         with self._lock:
-            self._in_flight -= 1
-            self._freed.notify()
             while self._async_waiters:
                 waiter = self._async_waiters.popleft()
-                if not waiter.done():
-                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
-                    break
+                if waiter.done():
+                    continue
+                self._granted.add(waiter)  # the slot changes hands: in_flight stays
+                waiter.get_loop().call_soon_threadsafe(_grant, waiter)
+                return
+            self._in_flight -= 1
+            self._freed.notify()
 
     def snapshot(self) -> BulkheadSnapshot:
         with self._lock:
             return BulkheadSnapshot(self.name, self._in_flight, self._waiting, self._limit, self._rejected)
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
+def _grant(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 

@@ -65,14 +65,19 @@ def _parse_method(method: str | bytes) -> tuple[str, str]:
 
 
 class OutgoingCall:
-    """One outgoing call as concerns see it; `begin()` may lower `timeout` (seconds, None = no deadline)."""
+    """One outgoing call as concerns see it; `begin()` may lower `timeout` (seconds, None = no deadline).
 
-    __slots__ = ("error_metadata", "method", "service", "timeout")
+    `streaming`: the call has a response stream (Watch and the like), which may rightly last as long as
+    the caller wants: concerns must not give it a unary call's default deadline or judge it slow.
+    """
 
-    def __init__(self, method: str, service: str, timeout: float | None) -> None:
+    __slots__ = ("error_metadata", "method", "service", "streaming", "timeout")
+
+    def __init__(self, method: str, service: str, timeout: float | None, streaming: bool = False) -> None:
         self.method = method  # "/pkg.Service/Method"
         self.service = service  # "pkg.Service"
         self.timeout = timeout
+        self.streaming = streaming
         self.error_metadata: list[tuple[str, str]] = []  # added to the trailing metadata of a failed call
 
 
@@ -338,9 +343,9 @@ class _Chain:
         self._concerns = tuple(concerns)
         self._waits = any(c.waits for c in self._concerns)
 
-    def start(self, details: Any) -> tuple[OutgoingCall, list[Any]]:
+    def start(self, details: Any, streaming: bool = False) -> tuple[OutgoingCall, list[Any]]:
         method, service = _parse_method(details.method)
-        call = OutgoingCall(method, service, details.timeout)
+        call = OutgoingCall(method, service, details.timeout, streaming)
         tickets: list[Any] = []
         try:
             for concern in self._concerns:
@@ -351,11 +356,11 @@ class _Chain:
             raise
         return call, tickets
 
-    async def start_async(self, details: Any) -> tuple[OutgoingCall, list[Any]]:
+    async def start_async(self, details: Any, streaming: bool = False) -> tuple[OutgoingCall, list[Any]]:
         if not self._waits:
-            return self.start(details)
+            return self.start(details, streaming)
         method, service = _parse_method(details.method)
-        call = OutgoingCall(method, service, details.timeout)
+        call = OutgoingCall(method, service, details.timeout, streaming)
         tickets: list[Any] = []
         try:
             for concern in self._concerns:
@@ -395,10 +400,11 @@ class ClientInterceptor(
     def __init__(self, concerns: Sequence[ClientConcern]) -> None:
         self._chain = _Chain(concerns)
 
-    def _intercept(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+    def _intercept(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any,
+                   streaming: bool = False) -> Any:
         chain = self._chain
         try:
-            call, tickets = chain.start(details)
+            call, tickets = chain.start(details, streaming)
         except Rejection as rejection:
             return LocalRpcError(rejection.code, rejection.details, rejection.metadata)
         if call.timeout != details.timeout:
@@ -421,9 +427,13 @@ class ClientInterceptor(
         return outcome
 
     intercept_unary_unary = _intercept
-    intercept_unary_stream = _intercept
     intercept_stream_unary = _intercept
-    intercept_stream_stream = _intercept
+
+    def intercept_unary_stream(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        return self._intercept(continuation, details, request, streaming=True)
+
+    def intercept_stream_stream(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        return self._intercept(continuation, details, request, streaming=True)
 
 
 class _AioChainInterceptor:
@@ -471,7 +481,7 @@ class _AioChainInterceptor:
 
     async def _stream_response(self, continuation: Any, details: Any, request: Any) -> Any:
         try:
-            call, tickets = await self._chain.start_async(details)
+            call, tickets = await self._chain.start_async(details, streaming=True)
         except Rejection as rejection:
             return self._failed(aio_error(rejection.code, rejection.details, rejection.metadata))
         if call.timeout != details.timeout:

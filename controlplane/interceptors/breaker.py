@@ -258,11 +258,12 @@ class CircuitBreaker:
             if changes:
                 self._notify(changes)
 
-    def record(self, permit: Permit, failed: bool) -> None:
-        """The outcome of a permitted call (`failed` per the failure codes); slowness comes from the clock."""
+    def record(self, permit: Permit, failed: bool, *, timed: bool = True) -> None:
+        """The outcome of a permitted call (`failed` per the failure codes); slowness comes from the clock,
+        for `timed` calls only (not for streams, which rightly last as long as their caller wants)."""
         generation, started = permit
         now = self._clock()
-        slow = now - started >= self.policy.slow_call_duration
+        slow = timed and now - started >= self.policy.slow_call_duration
         changes: list[StateChange] = []
         with self._lock:
             if generation != self._generation:
@@ -417,24 +418,24 @@ class BreakerConcern(ClientConcern):
         self._failure_codes = self.registry.policy.failure_codes
         self._breakers: dict[str, CircuitBreaker] = {}
 
-    def begin(self, call: OutgoingCall) -> tuple[CircuitBreaker, Permit]:
+    def begin(self, call: OutgoingCall) -> tuple[CircuitBreaker, Permit, bool]:
         breaker = self._breakers.get(call.service)
         if breaker is None:
             breaker = self._breakers[call.service] = self.registry.get(breaker_key(call.service, self._instance))
         try:
-            return breaker, breaker.acquire()
+            return breaker, breaker.acquire(), call.streaming
         except BreakerOpen as refused:
             metadata: tuple[tuple[str, str], ...] = ((BREAKER_STATE_KEY, refused.state.value),)
             if refused.retry_in is not None:
                 metadata += ((BREAKER_RETRY_AFTER_KEY, str(round(refused.retry_in * 1000))),)
             raise Rejection(grpc.StatusCode.UNAVAILABLE, str(refused), metadata) from None
 
-    def finish(self, ticket: tuple[CircuitBreaker, Permit], code: grpc.StatusCode) -> None:
-        breaker, permit = ticket
+    def finish(self, ticket: tuple[CircuitBreaker, Permit, bool], code: grpc.StatusCode) -> None:
+        breaker, permit, streaming = ticket
         if code is grpc.StatusCode.CANCELLED:
             breaker.release(permit)
         else:
-            breaker.record(permit, code in self._failure_codes)
+            breaker.record(permit, code in self._failure_codes, timed=not streaming)
 
 
 def client_interceptor(registry: BreakerRegistry | None = None, instance: str | None = None) -> ClientInterceptor:

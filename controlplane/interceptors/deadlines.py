@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -58,30 +59,36 @@ _WIRE_ROUNDING = 1.01  # gRPC rounds the timeout it sends (grpc-timeout header) 
 class DeadlinePolicy:
     """How long outgoing calls may take.
 
-    default_timeout: seconds allowed to a call whose caller set no timeout and that `timeouts` does not
-        name; None leaves such calls without a deadline.
+    default_timeout: seconds allowed to a call with one response whose caller set no timeout and that
+        `timeouts` does not name; None leaves such calls without a deadline.
+    stream_timeout: the same for calls with a response stream (Watch and the like, which may rightly
+        last as long as their caller wants); default None: no deadline.
     timeouts: seconds per service ("pkg.Service") or per method ("pkg.Service/Method"), for calls that set
-        no timeout; a method entry wins over its service's entry.
+        no timeout; a method entry wins over its service's entry; None says "no deadline" for it.
     propagate: when handling a request, cap outgoing calls at what is left of that request's deadline.
     margin: seconds kept back from the remaining budget at each hop, for the reply to travel back
         (so the callee gives up slightly before the caller does).
     """
 
     default_timeout: float | None = 30.0
-    timeouts: Mapping[str, float] = field(default_factory=dict)
+    timeouts: Mapping[str, float | None] = field(default_factory=dict)
+    stream_timeout: float | None = None
     propagate: bool = True
     margin: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.default_timeout is not None and self.default_timeout <= 0:
-            raise ValueError(f"default_timeout must be > 0 seconds or None, got {self.default_timeout}")
-        if self.margin < 0:
+        for name in ("default_timeout", "stream_timeout"):
+            seconds = getattr(self, name)
+            if seconds is not None and not 0 < seconds < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds > 0, or None for none, got {seconds}")
+        if not 0 <= self.margin < math.inf:
             raise ValueError(f"margin must be >= 0 seconds, got {self.margin}")
-        normalized = {}
+        normalized: dict[str, float | None] = {}
         for name, seconds in self.timeouts.items():
-            if seconds <= 0:
-                raise ValueError(f"timeouts[{name!r}] must be > 0 seconds, got {seconds}")
-            normalized[name.strip("/")] = float(seconds)
+            if seconds is not None and not 0 < seconds < math.inf:
+                raise ValueError(f"timeouts[{name!r}] must be a finite number of seconds > 0, or None for no "
+                                 f"deadline, got {seconds}")
+            normalized[name.strip("/")] = None if seconds is None else float(seconds)
         object.__setattr__(self, "timeouts", MappingProxyType(normalized))
 
     @classmethod
@@ -89,16 +96,15 @@ class DeadlinePolicy:
         """From e.g. `{"default_timeout": 5, "timeouts": {"pkg.Search": 2.5}, "margin": 0.01}`."""
         return from_mapping(cls, data)
 
-    def timeout_for(self, method: str) -> float | None:
-        """Seconds a call to `method` ("/pkg.Service/Method") gets when its caller set no timeout."""
+    def timeout_for(self, method: str, streaming: bool = False) -> float | None:
+        """Seconds a call to `method` ("/pkg.Service/Method") gets when its caller set no timeout (None:
+        no deadline); `streaming`: the call has a response stream."""
         if self.timeouts:
             name = method.lstrip("/")
-            seconds = self.timeouts.get(name)
-            if seconds is None:
-                seconds = self.timeouts.get(name.partition("/")[0])
-            if seconds is not None:
-                return seconds
-        return self.default_timeout
+            for key in (name, name.partition("/")[0]):
+                if key in self.timeouts:
+                    return self.timeouts[key]
+        return self.stream_timeout if streaming else self.default_timeout
 
 
 class Budget:
@@ -162,7 +168,7 @@ class DeadlineConcern(ClientConcern):
 
     def begin(self, call: OutgoingCall) -> None:
         policy = self.policy
-        timeout = call.timeout if call.timeout is not None else policy.timeout_for(call.method)
+        timeout = call.timeout if call.timeout is not None else policy.timeout_for(call.method, call.streaming)
         budget = _budget.get() if policy.propagate else None
         if budget is not None:
             remaining = budget.remaining()

@@ -84,9 +84,24 @@ def test_deadline_policy_prefers_method_over_service_over_default() -> None:
     assert DeadlinePolicy(default_timeout=None).timeout_for("/pkg.Other/Any") is None
 
 
-def test_deadline_policy_rejects_non_positive_timeouts() -> None:
-    with pytest.raises(ValueError, match=r"timeouts\['pkg.S'\] must be > 0 seconds, got 0"):
+def test_deadline_policy_rejects_non_positive_and_infinite_timeouts() -> None:
+    with pytest.raises(ValueError, match=r"timeouts\['pkg.S'\] must be a finite number of seconds > 0"):
         DeadlinePolicy(timeouts={"pkg.S": 0})
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="default_timeout must be a finite number"):
+            DeadlinePolicy(default_timeout=bad)
+        with pytest.raises(ValueError, match="timeouts"):
+            DeadlinePolicy(timeouts={"pkg.S/M": bad})
+
+
+def test_streams_and_methods_named_none_get_no_default_deadline() -> None:
+    policy = DeadlinePolicy(default_timeout=5.0, timeouts={"pkg.S/Watch": None, "pkg.S/Slow": 60.0})
+    assert policy.timeout_for("/pkg.S/Get") == 5.0
+    assert policy.timeout_for("/pkg.S/Get", streaming=True) is None  # a response stream: none by default
+    assert policy.timeout_for("/pkg.S/Watch") is None  # "no deadline for this method"
+    assert policy.timeout_for("/pkg.S/Slow", streaming=True) == 60.0  # named: applies to streams too
+    assert DeadlinePolicy(stream_timeout=600.0).timeout_for("/pkg.S/Follow", streaming=True) == 600.0
+    assert DeadlinePolicy.from_dict({"timeouts": {"pkg.S/Watch": None}}).timeout_for("/pkg.S/Watch") is None
 
 
 def test_bulkhead_policy_from_dict() -> None:

@@ -206,15 +206,19 @@ def request_fingerprint(request: Message) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
-def idempotent(store: IdempotencyStore, *, header: str = IDEMPOTENCY_KEY) -> Callable[[Handler], Handler]:
+def idempotent(store: IdempotencyStore, *, header: str = IDEMPOTENCY_KEY,
+               scope: str | None = None) -> Callable[[Handler], Handler]:
     """Decorate a sync unary servicer method so a repeated idempotency key replays the first response.
 
     Calls without the header run as usual. A key reused with a different request is refused with
-    FAILED_PRECONDITION rather than answered with another request's response.
+    FAILED_PRECONDITION rather than answered with another request's response. Records are kept per
+    `scope`: by default the method's name, which is the gRPC method's name (`Charge`), so renaming or
+    moving the servicer class keeps them; pass a scope (e.g. "demo.payment.v1.PaymentService/Charge") when
+    one store serves methods of the same name in several services.
     """
 
     def decorate(method: Handler) -> Handler:
-        scope = method.__qualname__
+        record_scope = scope or method.__name__
 
         @functools.wraps(method)
         def handler(self: Any, request: Message, context: grpc.ServicerContext) -> Any:
@@ -222,7 +226,7 @@ def idempotent(store: IdempotencyStore, *, header: str = IDEMPOTENCY_KEY) -> Cal
             if not key:
                 return method(self, request, context)
             fingerprint = request_fingerprint(request)
-            with store.claim(scope, key) as claim:
+            with store.claim(record_scope, key) as claim:
                 if claim.recorded is not None:
                     if claim.recorded.request_fingerprint != fingerprint:
                         context.abort(grpc.StatusCode.FAILED_PRECONDITION,

@@ -144,3 +144,32 @@ def test_sqlite_records_survive_a_participant_restart(tmp_path: Path) -> None:
 
     assert answers[0][0] == answers[1][0]
     assert [charged for _, charged in answers] == [1, 0]
+
+
+def test_records_follow_the_grpc_method_name_not_the_servicer_class(tmp_path: Path) -> None:
+    store = SqliteIdempotencyStore(tmp_path / "records.db")
+    charged: list[str] = []
+
+    def servicer_named(class_name: str) -> payment_pb2_grpc.PaymentServiceServicer:
+        def Charge(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            charged.append(class_name)
+            return payment_pb2.ChargeResponse(payment=payment_pb2.Payment(payment_id=f"pay-{len(charged)}"))
+
+        Charge.__qualname__ = f"{class_name}.Charge"
+        return type(class_name, (payment_pb2_grpc.PaymentServiceServicer,), {"Charge": idempotent(store)(Charge)})()
+
+    answers = []
+    for class_name in ("PaymentServicer", "Payments"):  # the same service after a refactor renamed its class
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        payment_pb2_grpc.add_PaymentServiceServicer_to_server(servicer_named(class_name), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                answers.append(charge(payment_pb2_grpc.PaymentServiceStub(channel), "saga-7/1:charge"))
+        finally:
+            server.stop(0)
+    store.close()
+
+    assert answers[0] == answers[1]
+    assert charged == ["PaymentServicer"]  # the renamed class replayed the record

@@ -90,7 +90,10 @@ class BreakerPolicy:
     half_open_calls: trial calls let through in HALF_OPEN; once all have ended, their failure and slow
         rates decide: below both thresholds closes the breaker, otherwise it opens again.
     failure_codes: final statuses that count as failures (names like "UNAVAILABLE" in `from_dict`).
-        CANCELLED calls are never judged: the caller gave up, the server said nothing.
+    ignored_codes: final statuses that count neither way (default CANCELLED: the caller gave up, the
+        server said nothing); their trial slot in HALF_OPEN is given back.
+    per: "service" keeps one breaker per gRPC service (as a resilience4j user names one per backend);
+        "method" one per method, so a failing method does not refuse the healthy ones of its service.
     """
 
     failure_rate_threshold: float = 0.5
@@ -104,6 +107,8 @@ class BreakerPolicy:
     max_wait_in_open: float = 30.0
     half_open_calls: int = 5
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
+    ignored_codes: frozenset[grpc.StatusCode] = frozenset({grpc.StatusCode.CANCELLED})
+    per: Literal["service", "method"] = "service"
 
     def __post_init__(self) -> None:
         for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
@@ -124,6 +129,12 @@ class BreakerPolicy:
         if self.max_wait_in_open < 0:
             raise ValueError(f"max_wait_in_open must be >= 0 seconds, got {self.max_wait_in_open}")
         object.__setattr__(self, "failure_codes", frozenset(self.failure_codes))
+        object.__setattr__(self, "ignored_codes", frozenset(self.ignored_codes))
+        if self.failure_codes & self.ignored_codes:
+            raise ValueError("a status cannot be both a failure and ignored: "
+                             f"{sorted(c.name for c in self.failure_codes & self.ignored_codes)}")
+        if self.per not in ("service", "method"):
+            raise ValueError(f"per must be 'service' or 'method', got {self.per!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BreakerPolicy:
@@ -402,8 +413,14 @@ class BreakerRegistry:
 
 
 def breaker_key(service: str, instance: str | None) -> str:
-    """The breaker name of a target: the service, or "service@instance" when breakers are per instance."""
+    """The breaker name of a target: the service (or "service/Method" when kept per method), with
+    "@instance" when breakers are per instance."""
     return service if instance is None else f"{service}@{instance}"
+
+
+def call_target(call: OutgoingCall, per: str) -> str:
+    """What a breaker or bulkhead of a call is kept for: "pkg.Service", or "pkg.Service/Method"."""
+    return call.method.lstrip("/") if per == "method" else call.service
 
 
 class BreakerConcern(ClientConcern):
@@ -416,12 +433,16 @@ class BreakerConcern(ClientConcern):
         self.registry = registry or BreakerRegistry()
         self._instance = instance
         self._failure_codes = self.registry.policy.failure_codes
+        self._ignored_codes = self.registry.policy.ignored_codes
+        self._per = self.registry.policy.per
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def begin(self, call: OutgoingCall) -> tuple[CircuitBreaker, Permit, bool]:
-        breaker = self._breakers.get(call.service)
+        target = call.method if self._per == "method" else call.service
+        breaker = self._breakers.get(target)
         if breaker is None:
-            breaker = self._breakers[call.service] = self.registry.get(breaker_key(call.service, self._instance))
+            name = breaker_key(call_target(call, self._per), self._instance)
+            breaker = self._breakers[target] = self.registry.get(name)
         try:
             return breaker, breaker.acquire(), call.streaming
         except BreakerOpen as refused:
@@ -432,7 +453,7 @@ class BreakerConcern(ClientConcern):
 
     def finish(self, ticket: tuple[CircuitBreaker, Permit, bool], code: grpc.StatusCode) -> None:
         breaker, permit, streaming = ticket
-        if code is grpc.StatusCode.CANCELLED:
+        if code in self._ignored_codes:
             breaker.release(permit)
         else:
             breaker.record(permit, code in self._failure_codes, timed=not streaming)

@@ -12,7 +12,7 @@ import collections
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -24,7 +24,7 @@ from controlplane.interceptors._base import (
     aio_client_chain,
 )
 from controlplane.interceptors._config import from_mapping
-from controlplane.interceptors.breaker import breaker_key
+from controlplane.interceptors.breaker import breaker_key, call_target
 
 __all__ = [
     "BULKHEAD_KEY",
@@ -43,16 +43,20 @@ BULKHEAD_KEY = "x-bulkhead"
 
 @dataclass(frozen=True)
 class BulkheadPolicy:
-    """max_concurrent: calls in flight per target; max_wait: seconds a call may wait for a slot (0: none)."""
+    """max_concurrent: calls in flight per target; max_wait: seconds a call may wait for a slot (0: none);
+    per: a bulkhead per "service" or per "method"."""
 
     max_concurrent: int = 100
     max_wait: float = 0.0
+    per: Literal["service", "method"] = "service"
 
     def __post_init__(self) -> None:
         if self.max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1 call, got {self.max_concurrent}")
         if self.max_wait < 0:
             raise ValueError(f"max_wait must be >= 0 seconds, got {self.max_wait}")
+        if self.per not in ("service", "method"):
+            raise ValueError(f"per must be 'service' or 'method', got {self.per!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BulkheadPolicy:
@@ -198,9 +202,12 @@ class BulkheadConcern(ClientConcern):
         self._bulkheads: dict[str, Bulkhead] = {}
 
     def _bulkhead(self, call: OutgoingCall) -> Bulkhead:
-        bulkhead = self._bulkheads.get(call.service)
+        per = self.registry.policy.per
+        target = call.method if per == "method" else call.service
+        bulkhead = self._bulkheads.get(target)
         if bulkhead is None:
-            bulkhead = self._bulkheads[call.service] = self.registry.get(breaker_key(call.service, self._instance))
+            name = breaker_key(call_target(call, per), self._instance)
+            bulkhead = self._bulkheads[target] = self.registry.get(name)
         return bulkhead
 
     def begin(self, call: OutgoingCall) -> Bulkhead:

@@ -221,8 +221,9 @@ class Invoker:
                     retry_after = int(value) / 1000
         if state is None:
             return CallFailed(code, details)
-        service = method.path.lstrip("/").partition("/")[0]
-        if self.breakers.get(breaker_key(service, target)).state is State.CLOSED:
+        path = method.path.lstrip("/")
+        name = path if self.breakers.policy.per == "method" else path.partition("/")[0]
+        if self.breakers.get(breaker_key(name, target)).state is State.CLOSED:
             return CallFailed(code, details)
         return CallFailed(code, details, refused=True, retry_after=retry_after if state == State.OPEN.value else None)
 

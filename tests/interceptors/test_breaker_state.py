@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import grpc
 import pytest
 
 from controlplane.interceptors import BreakerOpen, BreakerPolicy, BreakerRegistry, CircuitBreaker, State
@@ -271,3 +272,45 @@ def test_a_slow_call_rate_exactly_at_the_threshold_opens(clock: FakeClock, thres
     run(breaker, "o" * (100 - slow))
     run(breaker, "o" * slow, clock, duration=1.0)
     assert breaker.state is State.OPEN
+
+
+def concern_calls(policy: BreakerPolicy, clock: FakeClock, calls: list[tuple[str, grpc.StatusCode]]) -> list[bool]:
+    """Run calls (method, final status) through one BreakerConcern; whether each was let through."""
+    from controlplane.interceptors._base import OutgoingCall, Rejection
+    from controlplane.interceptors.breaker import BreakerConcern
+
+    concern = BreakerConcern(BreakerRegistry(policy, clock=clock))
+    allowed = []
+    for method, code in calls:
+        call = OutgoingCall(f"/pkg.S/{method}", "pkg.S", None)
+        try:
+            ticket = concern.begin(call)
+        except Rejection:
+            allowed.append(False)
+            continue
+        allowed.append(True)
+        concern.finish(ticket, code)
+    return allowed
+
+
+def test_breakers_per_method_keep_healthy_methods_of_a_failing_service_open(clock: FakeClock) -> None:
+    down = [("Broken", grpc.StatusCode.UNAVAILABLE)] * 2 + [("Broken", grpc.StatusCode.OK),
+                                                            ("Fine", grpc.StatusCode.OK)]
+    per_method = BreakerPolicy(minimum_calls=2, window_size=2, per="method")
+    per_service = BreakerPolicy(minimum_calls=2, window_size=2)
+
+    assert concern_calls(per_method, clock, down) == [True, True, False, True]
+    assert concern_calls(per_service, clock, down) == [True, True, False, False]  # the default: one per service
+
+
+def test_ignored_codes_count_neither_way(clock: FakeClock) -> None:
+    policy = BreakerPolicy(minimum_calls=2, window_size=2,
+                           ignored_codes=frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.NOT_FOUND}))
+    calls = [("M", grpc.StatusCode.UNAVAILABLE), ("M", grpc.StatusCode.NOT_FOUND), ("M", grpc.StatusCode.NOT_FOUND),
+             ("M", grpc.StatusCode.UNAVAILABLE), ("M", grpc.StatusCode.OK)]
+
+    assert concern_calls(policy, clock, calls) == [True, True, True, True, False]  # two failures of two judged
+    with pytest.raises(ValueError, match="both a failure and ignored"):
+        BreakerPolicy(ignored_codes=frozenset({grpc.StatusCode.UNAVAILABLE}))
+    assert BreakerPolicy.from_dict({"ignored_codes": ["not_found"], "per": "method"}).ignored_codes == frozenset(
+        {grpc.StatusCode.NOT_FOUND})

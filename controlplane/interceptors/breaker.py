@@ -68,6 +68,10 @@ class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+    # Operator states, as resilience4j has them; only `reset()` (or another of these) leaves them.
+    FORCED_OPEN = "forced_open"  # refuses every call
+    DISABLED = "disabled"  # lets every call through and judges none
+    METRICS_ONLY = "metrics_only"  # lets every call through and keeps the window's metrics, never opens
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,8 @@ class StateChange:
 class BreakerSnapshot:
     """Metrics of one breaker at one moment.
 
-    calls, failures, slow_calls: outcomes in the current window (in HALF_OPEN: of the trial calls so far).
+    calls, failures, slow_calls: outcomes in the current window (in HALF_OPEN: of the trial calls so far;
+        in OPEN: those that opened it).
     failure_rate, slow_call_rate: failures / calls and slow_calls / calls (0.0 with no calls).
     rejected: calls refused since the breaker was created.
     retry_in: seconds until an OPEN breaker lets trial calls through; None in other states.
@@ -193,12 +198,16 @@ class BreakerOpen(Exception):
         self.name = name
         self.state = state
         self.retry_in = retry_in
-        if retry_in is None:
+        if state is State.FORCED_OPEN:
+            message = f"circuit breaker '{name}' is forced open by an operator"
+        elif retry_in is None:
             message = f"circuit breaker '{name}' is half-open and all its trial calls are taken"
         else:
             message = f"circuit breaker '{name}' is open; next trial call in {retry_in:.3f} s"
         super().__init__(message)
 
+
+_PERMITTING = frozenset({State.CLOSED, State.DISABLED, State.METRICS_ONLY})
 
 Permit = tuple[int, float]  # (breaker generation, start time): outcomes of an older generation are ignored
 
@@ -230,6 +239,7 @@ class CircuitBreaker:
         )
         self._open_until = 0.0
         self._openings = 0  # consecutive openings since the breaker was last closed
+        self._opened_with = (0, 0, 0)  # (calls, failures, slow calls) that last opened it
         self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
         self._rejected = 0
 
@@ -257,7 +267,7 @@ class CircuitBreaker:
                 now = self._clock()
                 self._maybe_half_open(now, changes)
                 state = self._state
-                if state is State.CLOSED:
+                if state in _PERMITTING:
                     return self._generation, now
                 if state is State.HALF_OPEN and self._trials_started < self.policy.half_open_calls:
                     self._trials_started += 1
@@ -279,10 +289,11 @@ class CircuitBreaker:
         with self._lock:
             if generation != self._generation:
                 return  # the call started before the last state change; its outcome says nothing now
-            if self._state is State.CLOSED:
+            if self._state is State.CLOSED or self._state is State.METRICS_ONLY:
                 window = self._window
                 window.record(now, failed, slow)
-                if window.calls >= self._minimum_calls and self._too_bad(window.calls, window.failures, window.slow):
+                if (self._state is State.CLOSED and window.calls >= self._minimum_calls
+                        and self._too_bad(window.calls, window.failures, window.slow)):
                     self._open(now, changes)
             elif self._state is State.HALF_OPEN:
                 self._trials_done += 1
@@ -303,9 +314,34 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Back to CLOSED with an empty window (an operator's override)."""
+        self._operate(State.CLOSED)
+
+    def force_open(self) -> None:
+        """Refuse every call until `reset()` (an operator's override: take a target out of service)."""
+        self._operate(State.FORCED_OPEN)
+
+    def disable(self) -> None:
+        """Let every call through and judge none, until `reset()`."""
+        self._operate(State.DISABLED)
+
+    def metrics_only(self) -> None:
+        """Let every call through and keep the window's metrics (the snapshot shows what would have
+        opened it), never opening, until `reset()`."""
+        self._operate(State.METRICS_ONLY)
+
+    def open_for(self, seconds: float) -> None:
+        """Open now for `seconds`, then let trial calls through as after any opening."""
         changes: list[StateChange] = []
         with self._lock:
-            self._move(State.CLOSED, self._clock(), changes)
+            now = self._clock()
+            self._open_until = now + seconds
+            self._move(State.OPEN, now, changes)
+        self._notify(changes)
+
+    def _operate(self, state: State) -> None:
+        changes: list[StateChange] = []
+        with self._lock:
+            self._move(state, self._clock(), changes)
         self._notify(changes)
 
     def snapshot(self) -> BreakerSnapshot:
@@ -315,6 +351,8 @@ class CircuitBreaker:
             now = self._clock()
             if state is State.HALF_OPEN:
                 calls, failures, slow = self._trials_done, self._trial_failures, self._trial_slow
+            elif state is State.OPEN:  # the outcomes that opened it
+                calls, failures, slow = self._opened_with
             else:
                 self._window.expire(now)
                 calls, failures, slow = self._window.calls, self._window.failures, self._window.slow
@@ -343,6 +381,10 @@ class CircuitBreaker:
             self._move(State.HALF_OPEN, now, changes)
 
     def _open(self, now: float, changes: list[StateChange]) -> None:
+        if self._state is State.HALF_OPEN:
+            self._opened_with = (self._trials_done, self._trial_failures, self._trial_slow)
+        else:
+            self._opened_with = (self._window.calls, self._window.failures, self._window.slow)
         self._openings += 1
         self._open_until = now + self.policy.open_wait(self._openings)
         self._move(State.OPEN, now, changes)

@@ -314,3 +314,37 @@ def test_ignored_codes_count_neither_way(clock: FakeClock) -> None:
         BreakerPolicy(ignored_codes=frozenset({grpc.StatusCode.UNAVAILABLE}))
     assert BreakerPolicy.from_dict({"ignored_codes": ["not_found"], "per": "method"}).ignored_codes == frozenset(
         {grpc.StatusCode.NOT_FOUND})
+
+
+def test_operator_states_force_open_disable_metrics_only_open_for_and_reset(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", BreakerPolicy(minimum_calls=2, window_size=2, wait_in_open=1.0), clock)
+    breaker.force_open()
+    with pytest.raises(BreakerOpen, match="forced open"):
+        breaker.acquire()
+    clock.advance(3600)
+    assert breaker.state is State.FORCED_OPEN  # no wait ends it: only an operator does
+
+    breaker.disable()
+    run(breaker, "ffff")  # every call through, none judged
+    assert (breaker.state, breaker.snapshot().calls) == (State.DISABLED, 0)
+
+    breaker.metrics_only()
+    run(breaker, "ff")  # judged into the window, but it never opens
+    snapshot = breaker.snapshot()
+    assert (snapshot.state, snapshot.failures, snapshot.failure_rate) == (State.METRICS_ONLY, 2, 1.0)
+
+    breaker.open_for(5.0)
+    assert breaker.snapshot().retry_in == 5.0
+    clock.advance(5.0)
+    assert breaker.state is State.HALF_OPEN
+
+    breaker.reset()
+    run(breaker, "ff")
+    assert breaker.state is State.OPEN  # back to normal judging
+
+
+def test_an_open_breaker_reports_the_rates_that_opened_it(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("svc", BreakerPolicy(minimum_calls=4, window_size=4, failure_rate_threshold=0.75), clock)
+    run(breaker, "offf")
+    snapshot = breaker.snapshot()
+    assert (snapshot.state, snapshot.calls, snapshot.failures, snapshot.failure_rate) == (State.OPEN, 4, 3, 0.75)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -93,6 +94,8 @@ class BreakerPolicy:
     max_wait_in_open: the longest wait in OPEN (never below `wait_in_open`).
     half_open_calls: trial calls let through in HALF_OPEN; once all have ended, their failure and slow
         rates decide: below both thresholds closes the breaker, otherwise it opens again.
+    max_wait_in_half_open: seconds HALF_OPEN may last without a verdict before the breaker opens again
+        (trial calls that are long streams, or hang); None: as long as the trials take.
     failure_codes: final statuses that count as failures (names like "UNAVAILABLE" in `from_dict`).
     ignored_codes: final statuses that count neither way (default CANCELLED: the caller gave up, the
         server said nothing); their trial slot in HALF_OPEN is given back.
@@ -110,6 +113,7 @@ class BreakerPolicy:
     wait_multiplier: float = 2.0
     max_wait_in_open: float = 30.0
     half_open_calls: int = 5
+    max_wait_in_half_open: float | None = None
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
     ignored_codes: frozenset[grpc.StatusCode] = frozenset({grpc.StatusCode.CANCELLED})
     per: Literal["service", "method"] = "service"
@@ -130,6 +134,8 @@ class BreakerPolicy:
             raise ValueError(f"wait_in_open must be >= 0 seconds, got {self.wait_in_open}")
         if not 1 <= self.wait_multiplier <= 100:
             raise ValueError(f"wait_multiplier must be 1..100, got {self.wait_multiplier}")
+        if self.max_wait_in_half_open is not None and not 0 < self.max_wait_in_half_open < math.inf:
+            raise ValueError(f"max_wait_in_half_open must be > 0 seconds or None, got {self.max_wait_in_half_open}")
         if self.max_wait_in_open < 0:
             raise ValueError(f"max_wait_in_open must be >= 0 seconds, got {self.max_wait_in_open}")
         object.__setattr__(self, "failure_codes", frozenset(self.failure_codes))
@@ -240,6 +246,7 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._openings = 0  # consecutive openings since the breaker was last closed
         self._opened_with = (0, 0, 0)  # (calls, failures, slow calls) that last opened it
+        self._half_open_since = 0.0
         self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
         self._rejected = 0
 
@@ -250,7 +257,7 @@ class CircuitBreaker:
     @property
     def state(self) -> State:
         """The current state (an OPEN breaker whose wait is over reads as HALF_OPEN)."""
-        if self._state is State.OPEN:
+        if self._state is State.OPEN or self._state is State.HALF_OPEN:
             changes: list[StateChange] = []
             with self._lock:
                 self._maybe_half_open(self._clock(), changes)
@@ -377,8 +384,14 @@ class CircuitBreaker:
         return failures / calls >= policy.failure_rate_threshold or slow / calls >= policy.slow_call_rate_threshold
 
     def _maybe_half_open(self, now: float, changes: list[StateChange]) -> None:
+        """OPEN past its wait -> HALF_OPEN; HALF_OPEN past `max_wait_in_half_open` without a verdict (its
+        trials are long streams, or never end) -> OPEN again."""
         if self._state is State.OPEN and now >= self._open_until:
             self._move(State.HALF_OPEN, now, changes)
+            self._half_open_since = now
+        elif (self._state is State.HALF_OPEN and self.policy.max_wait_in_half_open is not None
+              and now - self._half_open_since >= self.policy.max_wait_in_half_open):
+            self._open(now, changes)
 
     def _open(self, now: float, changes: list[StateChange]) -> None:
         if self._state is State.HALF_OPEN:

@@ -348,3 +348,18 @@ def test_an_open_breaker_reports_the_rates_that_opened_it(clock: FakeClock) -> N
     run(breaker, "offf")
     snapshot = breaker.snapshot()
     assert (snapshot.state, snapshot.calls, snapshot.failures, snapshot.failure_rate) == (State.OPEN, 4, 3, 0.75)
+
+
+def test_half_open_without_a_verdict_opens_again_after_its_cap(clock: FakeClock) -> None:
+    policy = BreakerPolicy(minimum_calls=2, window_size=2, half_open_calls=1, wait_in_open=1.0,
+                           max_wait_in_half_open=5.0)
+    breaker = CircuitBreaker("svc", policy, clock)
+    run(breaker, "ff")
+    clock.advance(1.0)
+    trial = breaker.acquire()  # a trial that never ends (a stream)
+    clock.advance(4.9)
+    assert breaker.state is State.HALF_OPEN
+    clock.advance(0.1)
+    assert breaker.state is State.OPEN
+    breaker.record(trial, failed=False)  # its late verdict belongs to an older generation: ignored
+    assert breaker.state is State.OPEN

@@ -129,15 +129,10 @@ class RegistryStore:
             same = [p for p in placed if (p.address, p.port) == here]
             if same:
                 inst = replace(inst, instance_id=same[0].instance_id)
-        holders = [p for p in placed if p.instance_id == inst.instance_id and (p.address, p.port) == here]
-        home = next((p for p in holders if p.node == node), None) or next((p for p in holders if p.agent), None)
+        home, stale = home_and_stale(placed, inst, node)
         agent, agent_addr = self._consul, self._agent_addr
         if home is not None and home.node != node:
             agent, agent_addr = self._agent_of(home, node), home.agent
-        stale = [p for p in placed if ((p.address, p.port) == here or p.instance_id == inst.instance_id)
-                 and p != home]
-        if home is None or home.node == node:
-            stale = [p for p in stale if not (p.node == node and p.instance_id == inst.instance_id)]
         try:
             await self._register_on(agent, agent_addr, reg, inst)
         except ConsulUnavailable:
@@ -276,6 +271,24 @@ class RegistryStore:
         return {
             name: (sorted(services[name] or []), instances) for name, (_, instances) in zip(names, found, strict=False)
         }
+
+
+def home_and_stale(placed: list[Placement], inst: Instance, node: str) -> tuple[Placement | None, list[Placement]]:
+    """Where registering `inst` should go, and which registrations it replaces.
+
+    home: the registration of this very instance (its id, address and port) to keep using, preferring this
+    replica's node, else one whose agent address is known; None: register on this replica's agent.
+    stale: every other registration at the same address and port or with the same id, which must go (a
+    registration of the id on this node is replaced in place when this node is home, so it is not stale).
+    """
+    here = (inst.address, inst.port)
+    holders = [p for p in placed if p.instance_id == inst.instance_id and (p.address, p.port) == here]
+    home = next((p for p in holders if p.node == node), None) or next((p for p in holders if p.agent), None)
+    in_place_here = home is None or home.node == node
+    stale = [p for p in placed
+             if ((p.address, p.port) == here or p.instance_id == inst.instance_id) and p != home
+             and not (in_place_here and p.node == node and p.instance_id == inst.instance_id)]
+    return home, stale
 
 
 def _refuse_reserved(service: dict[str, Any] | None, instance_id: str) -> None:

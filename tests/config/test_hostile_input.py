@@ -68,6 +68,11 @@ class Prober:
         self._channel.close()
 
 
+# A blocked loop shows as a Discover stalled for the whole check (seconds for a catastrophic pattern on a
+# backtracking engine); the worker thread's share of the GIL and a busy 2-CPU machine add tens of ms.
+STALL = 0.5  # seconds
+
+
 def test_a_catastrophic_backtracking_pattern_neither_stalls_the_loop_nor_passes_a_bad_value(
         config, control_plane, service) -> None:
     set_schema(config, service, {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}})
@@ -78,7 +83,7 @@ def test_a_catastrophic_backtracking_pattern_neither_stalls_the_loop_nor_passes_
         set_config(config, service, {"name": "a" * 40})
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in field_violations(error)] == ["content.name"]
-    assert prober.calls > 0 and prober.worst < 0.1
+    assert prober.calls > 0 and prober.worst < STALL
 
 
 def saga_sessions(consul) -> set[str]:
@@ -96,7 +101,7 @@ def test_a_schema_at_the_size_cap_is_checked_off_the_event_loop(config, consul, 
         version = 0
         for _ in range(3):
             version = set_config(config, service, content, expected=version).version
-    assert prober.calls > 0 and prober.worst < 0.1
+    assert prober.calls > 0 and prober.worst < STALL
     assert saga_sessions(consul) == sessions  # the replica's session lived through it
 
 

@@ -33,6 +33,7 @@ from controlplane.interceptors.breaker import (
 from controlplane.interceptors.bulkhead import (
     BULKHEAD_KEY,
     Bulkhead,
+    BulkheadFull,
     BulkheadPolicy,
     BulkheadRegistry,
     BulkheadSnapshot,
@@ -40,6 +41,7 @@ from controlplane.interceptors.bulkhead import (
 from controlplane.interceptors.deadlines import (
     DEADLINE_EXCEEDED_KEY,
     Budget,
+    BudgetSpent,
     DeadlinePolicy,
     current_budget,
     deadline_budget,
@@ -74,7 +76,9 @@ __all__ = [
     "BreakerRegistry",
     "BreakerSnapshot",
     "Budget",
+    "BudgetSpent",
     "Bulkhead",
+    "BulkheadFull",
     "BulkheadPolicy",
     "BulkheadRegistry",
     "BulkheadSnapshot",

@@ -82,13 +82,20 @@ class OutgoingCall:
 
 
 class Rejection(Exception):
-    """Raised by `ClientConcern.begin()` to fail a call locally, without touching the network."""
+    """Raised by `ClientConcern.begin()` to fail a call locally, without touching the network.
 
-    def __init__(self, code: grpc.StatusCode, details: str, metadata: Metadata = ()) -> None:
+    `cause` is the typed reason (a `BreakerOpen`, say): the error the caller gets carries it as `.cause`,
+    so a caller can tell a local refusal from a server's answer without decoding trailing metadata (a
+    server can send the same metadata; it cannot send a Python object).
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str, metadata: Metadata = (),
+                 cause: Exception | None = None) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
         self.metadata = metadata
+        self.cause = cause
 
 
 class ClientConcern:
@@ -137,8 +144,10 @@ class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):
         trailing_metadata: Metadata = (),
         initial_metadata: Metadata = (),
         debug_error_string: str | None = None,
+        cause: Exception | None = None,
     ) -> None:
         super().__init__()
+        self.cause = cause  # the typed reason of a local refusal (see Rejection), None otherwise
         self._code = code
         self._details = details
         self._trailing = trailing_metadata
@@ -299,9 +308,19 @@ class _FailedStreamStreamCall(_FailedAioCall, grpc.aio.StreamStreamCall):
     pass
 
 
-def aio_error(code: grpc.StatusCode, details: str, trailing: Sequence[tuple[str, str]] = ()) -> grpc.aio.AioRpcError:
+class LocalAioRpcError(grpc.aio.AioRpcError):
+    """The `AioRpcError` of a call refused locally; `.cause` is the typed reason (see Rejection)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Sequence[tuple[str, str]] = (),
+                 cause: Exception | None = None) -> None:
+        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details, None)
+        self.cause = cause
+
+
+def aio_error(code: grpc.StatusCode, details: str, trailing: Sequence[tuple[str, str]] = (),
+              cause: Exception | None = None) -> grpc.aio.AioRpcError:
     """The `AioRpcError` an asyncio caller gets for a call refused locally."""
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details, None)
+    return LocalAioRpcError(code, details, trailing, cause)
 
 
 def _has_key(metadata: Any, key: str) -> bool:
@@ -406,7 +425,7 @@ class ClientInterceptor(
         try:
             call, tickets = chain.start(details, streaming)
         except Rejection as rejection:
-            return LocalRpcError(rejection.code, rejection.details, rejection.metadata)
+            return LocalRpcError(rejection.code, rejection.details, rejection.metadata, cause=rejection.cause)
         if call.timeout != details.timeout:
             details = replace_details(details, timeout=call.timeout)
         try:
@@ -452,7 +471,7 @@ class _AioChainInterceptor:
         try:
             call, tickets = await self._chain.start_async(details)
         except Rejection as rejection:
-            return self._failed(aio_error(rejection.code, rejection.details, rejection.metadata))
+            return self._failed(aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause))
         if call.timeout != details.timeout:
             details = replace_details(details, timeout=call.timeout)
         try:
@@ -483,7 +502,7 @@ class _AioChainInterceptor:
         try:
             call, tickets = await self._chain.start_async(details, streaming=True)
         except Rejection as rejection:
-            return self._failed(aio_error(rejection.code, rejection.details, rejection.metadata))
+            return self._failed(aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause))
         if call.timeout != details.timeout:
             details = replace_details(details, timeout=call.timeout)
         try:

@@ -504,7 +504,7 @@ class BreakerConcern(ClientConcern):
             metadata: tuple[tuple[str, str], ...] = ((BREAKER_STATE_KEY, refused.state.value),)
             if refused.retry_in is not None:
                 metadata += ((BREAKER_RETRY_AFTER_KEY, str(round(refused.retry_in * 1000))),)
-            raise Rejection(grpc.StatusCode.UNAVAILABLE, str(refused), metadata) from None
+            raise Rejection(grpc.StatusCode.UNAVAILABLE, str(refused), metadata, cause=refused) from None
 
     def finish(self, ticket: tuple[CircuitBreaker, Permit, bool], code: grpc.StatusCode) -> None:
         breaker, permit, streaming = ticket

@@ -30,6 +30,7 @@ __all__ = [
     "BULKHEAD_KEY",
     "Bulkhead",
     "BulkheadConcern",
+    "BulkheadFull",
     "BulkheadPolicy",
     "BulkheadRegistry",
     "BulkheadSnapshot",
@@ -62,6 +63,15 @@ class BulkheadPolicy:
     def from_dict(cls, data: Mapping[str, Any]) -> BulkheadPolicy:
         """From e.g. `{"max_concurrent": 20, "max_wait": 0.05}`."""
         return from_mapping(cls, data)
+
+
+class BulkheadFull(Exception):
+    """Why a call was refused: its bulkhead had no free slot (the `.cause` of the caller's error)."""
+
+    def __init__(self, name: str, max_concurrent: int) -> None:
+        super().__init__(f"bulkhead '{name}' is full: {max_concurrent} calls in flight")
+        self.name = name
+        self.max_concurrent = max_concurrent
 
 
 @dataclass(frozen=True)
@@ -227,11 +237,8 @@ class BulkheadConcern(ClientConcern):
 
     @staticmethod
     def _refusal(bulkhead: Bulkhead) -> Rejection:
-        return Rejection(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"bulkhead '{bulkhead.name}' is full: {bulkhead.policy.max_concurrent} calls in flight",
-            ((BULKHEAD_KEY, "full"),),
-        )
+        full = BulkheadFull(bulkhead.name, bulkhead.policy.max_concurrent)
+        return Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED, str(full), ((BULKHEAD_KEY, "full"),), cause=full)
 
 
 def client_interceptor(registry: BulkheadRegistry | None = None, instance: str | None = None) -> ClientInterceptor:

@@ -36,6 +36,7 @@ from controlplane.interceptors._config import from_mapping
 __all__ = [
     "DEADLINE_EXCEEDED_KEY",
     "Budget",
+    "BudgetSpent",
     "DeadlineCapture",
     "DeadlineConcern",
     "DeadlinePolicy",
@@ -107,6 +108,18 @@ class DeadlinePolicy:
         return self.stream_timeout if streaming else self.default_timeout
 
 
+class BudgetSpent(Exception):
+    """Why a call was refused: the deadline budget of the request being handled was spent (the `.cause`
+    of the caller's error). `remaining` and `margin` in seconds."""
+
+    def __init__(self, method: str, remaining: float, margin: float) -> None:
+        super().__init__(f"deadline budget spent before calling {method}: {remaining * 1000:.1f} ms left, "
+                         f"{margin * 1000:.1f} ms margin")
+        self.method = method
+        self.remaining = remaining
+        self.margin = margin
+
+
 class Budget:
     """The deadline of the request being handled, as a point on a monotonic clock (seconds)."""
 
@@ -174,12 +187,9 @@ class DeadlineConcern(ClientConcern):
             remaining = budget.remaining()
             timeout = outgoing_timeout(timeout, None, remaining, policy.margin)
             if timeout is not None and timeout <= 0:
-                raise Rejection(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"deadline budget spent before calling {call.method}: {remaining * 1000:.1f} ms left, "
-                    f"{policy.margin * 1000:.1f} ms margin",
-                    ((DEADLINE_EXCEEDED_KEY, "spent"),),
-                )
+                spent = BudgetSpent(call.method, remaining, policy.margin)
+                raise Rejection(grpc.StatusCode.DEADLINE_EXCEEDED, str(spent), ((DEADLINE_EXCEEDED_KEY, "spent"),),
+                                cause=spent)
         call.timeout = timeout
 
 

@@ -25,8 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from controlplane.errors import DomainError
-from controlplane.interceptors import BREAKER_RETRY_AFTER_KEY, BREAKER_STATE_KEY, BreakerRegistry, ClientPolicy, State
-from controlplane.interceptors.breaker import breaker_key
+from controlplane.interceptors import BreakerOpen, BreakerRegistry, ClientPolicy, State
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import Instance, InstanceFilter, visible
 from controlplane.saga import messages
@@ -201,31 +200,22 @@ class Invoker:
             with _trace_context(trace_id, self._tracing, sent):
                 response: Message = await self._callable(target, method)(request, timeout=timeout, metadata=sent)
         except grpc.aio.AioRpcError as exc:
-            raise self._failure(exc, target, method) from exc
+            raise self._failure(exc) from exc
         except grpc.RpcError as exc:  # a sync-style local error
             code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNAVAILABLE
             raise CallFailed(code, str(exc)) from exc
         return messages.to_json(response)
 
-    def _failure(self, exc: grpc.aio.AioRpcError, target: str, method: MethodSpec) -> CallFailed:
+    @staticmethod
+    def _failure(exc: grpc.aio.AioRpcError) -> CallFailed:
         """CallFailed for a failed call, marked `refused` when this invoker's own breaker refused it: the
-        refusal's trailing metadata names the breaker state, and that breaker is indeed not closed (a
-        participant cannot make a failure look like a local refusal by sending the same keys)."""
+        error then carries the breaker's typed refusal as `.cause`, which no participant can send."""
         code, details = exc.code(), exc.details() or ""
-        state = retry_after = None
-        for key, value in exc.trailing_metadata() or ():
-            if key == BREAKER_STATE_KEY:
-                state = value
-            elif key == BREAKER_RETRY_AFTER_KEY:
-                with contextlib.suppress(ValueError):
-                    retry_after = int(value) / 1000
-        if state is None:
+        refusal = getattr(exc, "cause", None)
+        if not isinstance(refusal, BreakerOpen):
             return CallFailed(code, details)
-        path = method.path.lstrip("/")
-        name = path if self.breakers.policy.per == "method" else path.partition("/")[0]
-        if self.breakers.get(breaker_key(name, target)).state is State.CLOSED:
-            return CallFailed(code, details)
-        return CallFailed(code, details, refused=True, retry_after=retry_after if state == State.OPEN.value else None)
+        return CallFailed(code, details, refused=True,
+                          retry_after=refusal.retry_in if refusal.state is State.OPEN else None)
 
     def _callable(self, target: str, method: MethodSpec) -> grpc.aio.UnaryUnaryMultiCallable:
         found = self._callables.get((target, method.path))

@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha import reflection
 
 from controlplane.config.servicer import ConfigServicer
 from controlplane.consul.client import connect, consul_call
-from controlplane.errors import ConsulUnavailable
 from controlplane.interceptors import aio_server_interceptors
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.servicer import RegistryServicer
@@ -30,6 +29,7 @@ from controlplane.v1 import (
 from controlplane.watch import Reachability
 
 log = logging.getLogger(__name__)
+PROBE_KEY = "controlplane/probe"  # never written: a consistent read of nothing still needs the leader
 
 SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
@@ -114,7 +114,12 @@ class ControlPlane:
         """Whether Consul answers a consistent read (one its leader confirms with a quorum) within the
         probe's timeout: what a write needs, unlike a leader's name, which followers repeat for a while
         after the leader died."""
-        serves = await _consul_serves(client, self.settings.consul_probe_timeout)
+        try:
+            read = client.kv.get(PROBE_KEY, consistency="consistent")  # type: ignore[attr-defined]
+            await consul_call(asyncio.wait_for(read, self.settings.consul_probe_timeout), what="probe")
+            serves = True
+        except Exception:  # unreachable, no leader, or any odd answer: Consul cannot serve us
+            serves = False
         self._reachability.set(serves)
         return serves
 
@@ -146,17 +151,3 @@ def _advertised_host(listen: str) -> str:
     """The host part of a listen address, as other processes on the network reach it."""
     host = listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
     return "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
-
-
-PROBE_KEY = "controlplane/probe"  # never written: a consistent read of nothing still needs the leader
-
-
-async def _consul_serves(client: object, timeout: float) -> bool:
-    try:
-        read = client.kv.get(PROBE_KEY, consistency="consistent")  # type: ignore[attr-defined]
-        await consul_call(asyncio.wait_for(read, timeout), what="probe")
-        return True
-    except ConsulUnavailable:
-        return False
-    except Exception:  # any odd answer means Consul cannot serve us
-        return False

@@ -493,11 +493,10 @@ class BreakerConcern(ClientConcern):
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def begin(self, call: OutgoingCall) -> tuple[CircuitBreaker, Permit, bool]:
-        target = call.method if self._per == "method" else call.service
+        target = call_target(call, self._per)
         breaker = self._breakers.get(target)
         if breaker is None:
-            name = breaker_key(call_target(call, self._per), self._instance)
-            breaker = self._breakers[target] = self.registry.get(name)
+            breaker = self._breakers[target] = self.registry.get(breaker_key(target, self._instance))
         try:
             return breaker, breaker.acquire(), call.streaming
         except BreakerOpen as refused:

@@ -212,12 +212,10 @@ class BulkheadConcern(ClientConcern):
         self._bulkheads: dict[str, Bulkhead] = {}
 
     def _bulkhead(self, call: OutgoingCall) -> Bulkhead:
-        per = self.registry.policy.per
-        target = call.method if per == "method" else call.service
+        target = call_target(call, self.registry.policy.per)
         bulkhead = self._bulkheads.get(target)
         if bulkhead is None:
-            name = breaker_key(call_target(call, per), self._instance)
-            bulkhead = self._bulkheads[target] = self.registry.get(name)
+            bulkhead = self._bulkheads[target] = self.registry.get(breaker_key(target, self._instance))
         return bulkhead
 
     def begin(self, call: OutgoingCall) -> Bulkhead:

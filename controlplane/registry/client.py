@@ -44,7 +44,9 @@ class SelfRegistration:
     _keeper: threading.Thread | None = field(default=None, repr=False)
 
     def register(self) -> registry_pb2.Instance:
-        instance = self._register_until_answered(self.startup_timeout)
+        with endpoints.channel(self.control_plane) as channel:
+            instance = self._register_until_answered(registry_pb2_grpc.RegistryServiceStub(channel),
+                                                     self.startup_timeout)
         if self.reassert_interval > 0 and self._keeper is None:
             self._stop.clear()
             self._keeper = threading.Thread(target=self._keep, name=f"registration:{self.service}", daemon=True)
@@ -52,14 +54,17 @@ class SelfRegistration:
         return instance
 
     def _keep(self) -> None:
-        while not self._stop.wait(self.reassert_interval):
-            try:
-                self._register_until_answered(0)
-            except grpc.RpcError as exc:
-                log.warning("re-asserting %s's registration failed (%s); trying again in %.0fs", self.service,
-                            exc.code().name, self.reassert_interval)
+        with endpoints.channel(self.control_plane) as channel:  # one channel for every re-assertion
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            while not self._stop.wait(self.reassert_interval):
+                try:
+                    self._register_until_answered(stub, 0)
+                except grpc.RpcError as exc:
+                    log.warning("re-asserting %s's registration failed (%s); trying again in %.0fs", self.service,
+                                exc.code().name, self.reassert_interval)
 
-    def _register_until_answered(self, timeout: float) -> registry_pb2.Instance:
+    def _register_until_answered(self, stub: registry_pb2_grpc.RegistryServiceStub,
+                                 timeout: float) -> registry_pb2.Instance:
         request = registry_pb2.RegisterRequest(
             service=self.service,
             instance_id=self.instance_id,
@@ -72,22 +77,20 @@ class SelfRegistration:
         )
         deadline = time.monotonic() + timeout
         delay = 0.1
-        with endpoints.channel(self.control_plane) as channel:
-            stub = registry_pb2_grpc.RegistryServiceStub(channel)
-            while True:
-                try:
-                    instance = stub.Register(request, timeout=5.0).instance
-                    if instance.instance_id != self.instance_id:
-                        log.info("registered %s as %s", self.service, instance.instance_id)
-                    self.instance_id = instance.instance_id
-                    return instance
-                except grpc.RpcError as exc:
-                    retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                    if not retryable or time.monotonic() + delay > deadline:
-                        raise
-                    log.info("control plane not ready (%s); retrying in %.1fs", exc.code().name, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+        while True:
+            try:
+                instance = stub.Register(request, timeout=5.0).instance
+                if instance.instance_id != self.instance_id:
+                    log.info("registered %s as %s", self.service, instance.instance_id)
+                self.instance_id = instance.instance_id
+                return instance
+            except grpc.RpcError as exc:
+                retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                if not retryable or time.monotonic() + delay > deadline:
+                    raise
+                log.info("control plane not ready (%s); retrying in %.1fs", exc.code().name, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def deregister(self) -> None:
         self._stop.set()

@@ -81,6 +81,7 @@ class Leases:
         self.changed = asyncio.Event()
         self._watch: BlockingQueryWatch[frozenset[str]] | None = None
         self._suspect = asyncio.Event()  # set when a write found the session invalid: check it now
+        self._established = asyncio.Event()  # set by every new session
 
     def lock_key(self, saga_id: str) -> str:
         return f"{self._base}{saga_id}"
@@ -161,6 +162,7 @@ class Leases:
         })
         self.session_id = created["ID"]
         self._ready.set()
+        self._established.set()
         self.changed.set()
         log.info("replica %s holds Consul session %s", self.replica_id, self.session_id)
         return self.session_id
@@ -248,13 +250,10 @@ class Leases:
             info = await consul_call(self._consul.session.info(old), what="read session")
             if info[1] is not None:
                 return False
+        self._established.clear()
         self.suspect()
         try:
-            async with asyncio.timeout(timeout):
-                while self.session_id in (None, old):
-                    await self._ready.wait()
-                    if self.session_id in (None, old):
-                        await asyncio.sleep(0.01)
+            await asyncio.wait_for(self._established.wait(), timeout)
         except TimeoutError:
             return False
         return True

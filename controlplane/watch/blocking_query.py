@@ -124,7 +124,7 @@ class BlockingQueryWatch(Generic[T]):
         self._subscribers += 1
         try:
             seen = -1
-            await self._synced_or_stopped()
+            await _first(self._synced.wait(), self._stopped.wait())
             while not self._stopped.is_set():
                 snapshot = self._snapshot
                 if snapshot.generation > seen:
@@ -135,14 +135,6 @@ class BlockingQueryWatch(Generic[T]):
                 await asyncio.shield(self._changed)
         finally:
             self._subscribers -= 1
-
-    async def _synced_or_stopped(self) -> None:
-        waiters = [asyncio.ensure_future(self._synced.wait()), asyncio.ensure_future(self._stopped.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
     def _publish(self, value: T | None, index: int, stale: bool, synced: bool) -> None:
         old = self._snapshot

@@ -12,13 +12,6 @@ opentelemetry-api at import time (the OpenTelemetry SDK and gRPC instrumentation
 See docs/interceptors.md.
 """
 
-from controlplane.interceptors._base import (
-    ClientConcern,
-    LocalRpcError,
-    OutgoingCall,
-    Rejection,
-    ServerConcern,
-)
 from controlplane.interceptors.breaker import (
     BREAKER_RETRY_AFTER_KEY,
     BREAKER_STATE_KEY,
@@ -38,6 +31,16 @@ from controlplane.interceptors.bulkhead import (
     BulkheadRegistry,
     BulkheadSnapshot,
 )
+from controlplane.interceptors.call import (
+    CallKind,
+    ClientConcern,
+    IncomingCall,
+    Outcome,
+    OutgoingCall,
+    Rejection,
+    Scope,
+    ServerConcern,
+)
 from controlplane.interceptors.deadlines import (
     DEADLINE_EXCEEDED_KEY,
     Budget,
@@ -46,6 +49,8 @@ from controlplane.interceptors.deadlines import (
     current_budget,
     deadline_budget,
 )
+from controlplane.interceptors.local_errors import LocalAioRpcError, LocalRpcError
+from controlplane.interceptors.methods import MethodSelector
 from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
 from controlplane.interceptors.stack import (
     ClientPolicy,
@@ -82,15 +87,21 @@ __all__ = [
     "BulkheadPolicy",
     "BulkheadRegistry",
     "BulkheadSnapshot",
+    "CallKind",
     "CircuitBreaker",
     "ClientConcern",
     "ClientPolicy",
     "DeadlinePolicy",
+    "IncomingCall",
+    "LocalAioRpcError",
     "LocalRpcError",
+    "MethodSelector",
+    "Outcome",
     "OutgoingCall",
     "Rejection",
     "RetryPolicy",
     "RetryThrottling",
+    "Scope",
     "ServerConcern",
     "State",
     "StateChange",

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import grpc
 from opentelemetry.instrumentation.grpc import client_interceptor as _otel_client_interceptor
 
-from controlplane.interceptors._base import replace_details
+from controlplane.interceptors._sync_client import replace_details
 
 
 class _UnaryInfo(NamedTuple):

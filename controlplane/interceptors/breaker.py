@@ -19,16 +19,11 @@ from typing import Any, Literal
 
 import grpc
 
-from controlplane.interceptors._base import (
-    ClientConcern,
-    ClientInterceptor,
-    Clock,
-    OutgoingCall,
-    Rejection,
-    aio_client_chain,
-)
+from controlplane.interceptors._aio_client import aio_client_chain
 from controlplane.interceptors._config import from_mapping
+from controlplane.interceptors._sync_client import ClientInterceptor
 from controlplane.interceptors._windows import CountWindow, TimeWindow, Window
+from controlplane.interceptors.call import ClientConcern, Clock, Outcome, OutgoingCall, Rejection
 
 __all__ = [
     "BREAKER_RETRY_AFTER_KEY",
@@ -492,25 +487,37 @@ class BreakerConcern(ClientConcern):
         self._per = self.registry.policy.per
         self._breakers: dict[str, CircuitBreaker] = {}
 
-    def begin(self, call: OutgoingCall) -> tuple[CircuitBreaker, Permit, bool]:
+    def start(self, call: OutgoingCall) -> _BreakerScope:
         target = call_target(call, self._per)
         breaker = self._breakers.get(target)
         if breaker is None:
             breaker = self._breakers[target] = self.registry.get(breaker_key(target, self._instance))
         try:
-            return breaker, breaker.acquire(), call.streaming
+            return _BreakerScope(self, breaker, breaker.acquire(), not call.streaming)
         except BreakerOpen as refused:
             metadata: tuple[tuple[str, str], ...] = ((BREAKER_STATE_KEY, refused.state.value),)
             if refused.retry_in is not None:
                 metadata += ((BREAKER_RETRY_AFTER_KEY, str(round(refused.retry_in * 1000))),)
             raise Rejection(grpc.StatusCode.UNAVAILABLE, str(refused), metadata, cause=refused) from None
 
-    def finish(self, ticket: tuple[CircuitBreaker, Permit, bool], code: grpc.StatusCode) -> None:
-        breaker, permit, streaming = ticket
-        if code in self._ignored_codes:
-            breaker.release(permit)
+
+class _BreakerScope:
+    """One permitted call: its outcome is recorded (or its permit given back) when it ends."""
+
+    __slots__ = ("_breaker", "_concern", "_permit", "_timed")
+
+    def __init__(self, concern: BreakerConcern, breaker: CircuitBreaker, permit: Permit, timed: bool) -> None:
+        self._concern = concern
+        self._breaker = breaker
+        self._permit = permit
+        self._timed = timed
+
+    def end(self, outcome: Outcome) -> None:
+        code = outcome.code
+        if code in self._concern._ignored_codes:
+            self._breaker.release(self._permit)
         else:
-            breaker.record(permit, code in self._failure_codes, timed=not streaming)
+            self._breaker.record(self._permit, code in self._concern._failure_codes, timed=self._timed)
 
 
 def client_interceptor(registry: BreakerRegistry | None = None, instance: str | None = None) -> ClientInterceptor:

@@ -16,15 +16,11 @@ from typing import Any, Literal
 
 import grpc
 
-from controlplane.interceptors._base import (
-    ClientConcern,
-    ClientInterceptor,
-    OutgoingCall,
-    Rejection,
-    aio_client_chain,
-)
+from controlplane.interceptors._aio_client import aio_client_chain
 from controlplane.interceptors._config import from_mapping
+from controlplane.interceptors._sync_client import ClientInterceptor
 from controlplane.interceptors.breaker import breaker_key, call_target
+from controlplane.interceptors.call import ClientConcern, Outcome, OutgoingCall, Rejection
 
 __all__ = [
     "BULKHEAD_KEY",
@@ -218,25 +214,34 @@ class BulkheadConcern(ClientConcern):
             bulkhead = self._bulkheads[target] = self.registry.get(breaker_key(target, self._instance))
         return bulkhead
 
-    def begin(self, call: OutgoingCall) -> Bulkhead:
+    def start(self, call: OutgoingCall) -> _Slot:
         bulkhead = self._bulkhead(call)
         if bulkhead.try_acquire() if self._max_wait <= 0 else bulkhead.acquire(self._max_wait):
-            return bulkhead
+            return _Slot(bulkhead)
         raise self._refusal(bulkhead)
 
-    async def begin_async(self, call: OutgoingCall) -> Bulkhead:
+    async def start_async(self, call: OutgoingCall) -> _Slot:
         bulkhead = self._bulkhead(call)
         if await bulkhead.acquire_async(self._max_wait):
-            return bulkhead
+            return _Slot(bulkhead)
         raise self._refusal(bulkhead)
-
-    def finish(self, ticket: Bulkhead, code: grpc.StatusCode) -> None:
-        ticket.release()
 
     @staticmethod
     def _refusal(bulkhead: Bulkhead) -> Rejection:
         full = BulkheadFull(bulkhead.name, bulkhead.policy.max_concurrent)
         return Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED, str(full), ((BULKHEAD_KEY, "full"),), cause=full)
+
+
+class _Slot:
+    """One call's slot in a bulkhead, given back when the call ends."""
+
+    __slots__ = ("_bulkhead",)
+
+    def __init__(self, bulkhead: Bulkhead) -> None:
+        self._bulkhead = bulkhead
+
+    def end(self, outcome: Outcome) -> None:
+        self._bulkhead.release()
 
 
 def client_interceptor(registry: BulkheadRegistry | None = None, instance: str | None = None) -> ClientInterceptor:

@@ -20,18 +20,20 @@ from typing import Any
 
 import grpc
 
-from controlplane.interceptors._base import AioServerInterceptor as _AioServerInterceptor
-from controlplane.interceptors._base import (
+from controlplane.interceptors._aio_client import aio_client_chain
+from controlplane.interceptors._config import from_mapping
+from controlplane.interceptors._server import AioServerInterceptor as _AioServerInterceptor
+from controlplane.interceptors._server import ServerInterceptor
+from controlplane.interceptors._sync_client import ClientInterceptor
+from controlplane.interceptors.call import (
     ClientConcern,
-    ClientInterceptor,
     Clock,
+    IncomingCall,
+    Outcome,
     OutgoingCall,
     Rejection,
     ServerConcern,
-    ServerInterceptor,
-    aio_client_chain,
 )
-from controlplane.interceptors._config import from_mapping
 
 __all__ = [
     "DEADLINE_EXCEEDED_KEY",
@@ -179,7 +181,7 @@ class DeadlineConcern(ClientConcern):
     def __init__(self, policy: DeadlinePolicy | None = None) -> None:
         self.policy = policy or DeadlinePolicy()
 
-    def begin(self, call: OutgoingCall) -> None:
+    def start(self, call: OutgoingCall) -> None:
         policy = self.policy
         timeout = call.timeout if call.timeout is not None else policy.timeout_for(call.method, call.streaming)
         budget = _budget.get() if policy.propagate else None
@@ -203,16 +205,25 @@ class DeadlineCapture(ServerConcern):
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
 
-    def enter(self, method: str, context: Any) -> contextvars.Token[Budget | None]:
-        remaining = context.time_remaining()
+    def start(self, call: IncomingCall) -> _BudgetScope:
+        remaining = call.context.time_remaining()
         if remaining is None or remaining > _NO_DEADLINE:
-            return _budget.set(None)
-        return _budget.set(Budget(self._clock() + remaining / _WIRE_ROUNDING, self._clock))
+            return _BudgetScope(_budget.set(None))
+        return _BudgetScope(_budget.set(Budget(self._clock() + remaining / _WIRE_ROUNDING, self._clock)))
 
-    def exit(self, token: contextvars.Token[Budget | None], context: Any) -> None:
+
+class _BudgetScope:
+    """The budget of one handler: gone when the handler ends."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: contextvars.Token[Budget | None]) -> None:
+        self._token = token
+
+    def end(self, outcome: Outcome) -> None:
         # ValueError: reset from another context (a generator resumed elsewhere); nothing leaks there.
         with contextlib.suppress(ValueError):
-            _budget.reset(token)
+            _budget.reset(self._token)
 
 
 def client_interceptor(policy: DeadlinePolicy | None = None) -> ClientInterceptor:

@@ -3,7 +3,7 @@
 Client order, outermost first: tracing (the span covers everything below, including local refusals),
 bulkhead (a call waiting for a slot has not started its deadline yet), deadlines (a spent budget fails
 before it can count against the breaker), circuit breaker (judges only calls that went to the network).
-Our concerns share one gRPC interceptor, so the stack costs one interceptor layer plus OpenTelemetry's.
+All concerns, spans included, share one gRPC interceptor: the stack costs one interceptor layer.
 """
 
 from __future__ import annotations
@@ -17,29 +17,17 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from controlplane.interceptors import retries
-from controlplane.interceptors._base import (
-    AioServerInterceptor,
-    ClientConcern,
-    ClientInterceptor,
-    Clock,
-    ServerConcern,
-    ServerInterceptor,
-    aio_client_chain,
-)
+from controlplane.interceptors._aio_client import aio_client_chain
 from controlplane.interceptors._config import from_mapping
+from controlplane.interceptors._server import AioServerInterceptor, ServerInterceptor
+from controlplane.interceptors._sync_client import ClientInterceptor
 from controlplane.interceptors.breaker import BreakerConcern, BreakerPolicy, BreakerRegistry
 from controlplane.interceptors.bulkhead import BulkheadConcern, BulkheadPolicy, BulkheadRegistry
+from controlplane.interceptors.call import ClientConcern, Clock, ServerConcern
 from controlplane.interceptors.deadlines import DeadlineCapture, DeadlineConcern, DeadlinePolicy
 from controlplane.interceptors.decoding import AioRefuseUndecodable, RefuseUndecodable
 from controlplane.interceptors.retries import RetryPolicy
-from controlplane.interceptors.tracing import (
-    TraceIdConcern,
-    TraceIdStamp,
-    otel_aio_client_interceptors,
-    otel_aio_server_interceptor,
-    otel_client_interceptor,
-    otel_server_interceptor,
-)
+from controlplane.interceptors.spans import ClientSpans, ServerSpans
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -85,6 +73,7 @@ class ClientPolicy:
 def _client_concerns(
     policy: ClientPolicy,
     tracing: bool,
+    tracer_provider: TracerProvider | None,
     instance: str | None,
     breakers: BreakerRegistry | None,
     bulkheads: BulkheadRegistry | None,
@@ -92,7 +81,7 @@ def _client_concerns(
 ) -> list[ClientConcern]:
     concerns: list[ClientConcern] = []
     if tracing:
-        concerns.append(TraceIdConcern())
+        concerns.append(ClientSpans(tracer_provider))
     if policy.bulkhead is not None or bulkheads is not None:
         concerns.append(BulkheadConcern(bulkheads or BulkheadRegistry(policy.bulkhead), instance))
     if policy.deadlines is not None:
@@ -121,11 +110,8 @@ def client_interceptors(
     clock: the monotonic clock (seconds) of the breakers created here; tests inject a fake one.
     """
     policy = policy or ClientPolicy()
-    interceptors: list[Any] = [otel_client_interceptor(tracer_provider)] if tracing else []
-    concerns = _client_concerns(policy, tracing, instance, breakers, bulkheads, clock)
-    if concerns:
-        interceptors.append(ClientInterceptor(concerns))
-    return interceptors
+    concerns = _client_concerns(policy, tracing, tracer_provider, instance, breakers, bulkheads, clock)
+    return [ClientInterceptor(concerns)] if concerns else []
 
 
 def aio_client_interceptors(
@@ -143,17 +129,13 @@ def aio_client_interceptors(
     Same arguments as `client_interceptors`.
     """
     policy = policy or ClientPolicy()
-    interceptors = otel_aio_client_interceptors(tracer_provider) if tracing else []
-    concerns = _client_concerns(policy, tracing, instance, breakers, bulkheads, clock)
-    if concerns:
-        interceptors.extend(aio_client_chain(concerns))
-    return interceptors
+    concerns = _client_concerns(policy, tracing, tracer_provider, instance, breakers, bulkheads, clock)
+    return aio_client_chain(concerns) if concerns else []
 
 
-def _server_concerns(tracing: bool, clock: Clock) -> list[ServerConcern]:
-    concerns: list[ServerConcern] = [DeadlineCapture(clock)]
-    if tracing:
-        concerns.append(TraceIdStamp())
+def _server_concerns(tracing: bool, tracer_provider: TracerProvider | None, clock: Clock) -> list[ServerConcern]:
+    concerns: list[ServerConcern] = [ServerSpans(tracer_provider)] if tracing else []
+    concerns.append(DeadlineCapture(clock))
     return concerns
 
 
@@ -169,11 +151,7 @@ def server_interceptors(
     that continue the caller's trace, `x-trace-id` in every response's trailing metadata,
     and the request's deadline captured as the budget of the calls its handler makes.
     """
-    interceptors: list[grpc.ServerInterceptor] = [RefuseUndecodable()]
-    if tracing:
-        interceptors.append(otel_server_interceptor(tracer_provider))
-    interceptors.append(ServerInterceptor(_server_concerns(tracing, clock)))
-    return interceptors
+    return [RefuseUndecodable(), ServerInterceptor(_server_concerns(tracing, tracer_provider, clock))]
 
 
 def aio_server_interceptors(
@@ -183,11 +161,7 @@ def aio_server_interceptors(
     clock: Clock = time.monotonic,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Interceptors for a grpc.aio server: `grpc.aio.server(interceptors=aio_server_interceptors())`."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [AioRefuseUndecodable()]
-    if tracing:
-        interceptors.append(otel_aio_server_interceptor(tracer_provider))
-    interceptors.append(AioServerInterceptor(_server_concerns(tracing, clock)))
-    return interceptors
+    return [AioRefuseUndecodable(), AioServerInterceptor(_server_concerns(tracing, tracer_provider, clock))]
 
 
 def channel_options(policy: ClientPolicy | RetryPolicy | None = None) -> list[tuple[str, Any]]:

@@ -1,7 +1,8 @@
-"""Tracing with OpenTelemetry's own gRPC instrumentation, plus what it leaves out.
+"""Tracing with OpenTelemetry: spans, W3C propagation, exporters, and what the instrumentation leaves out.
 
-Spans come from opentelemetry-instrumentation-grpc (client and server, sync and asyncio); W3C trace context
-travels in the request metadata, so a chain of calls A -> B -> C is one trace. This module adds:
+Spans follow opentelemetry-instrumentation-grpc's conventions (client and server, sync and asyncio; made by
+`spans.ClientSpans` / `spans.ServerSpans` inside our one interceptor); W3C trace context travels in the
+request metadata, so a chain of calls A -> B -> C is one trace. This module adds:
 
 - the trace id in the response: servers put it in the trailing metadata (`x-trace-id`), also on errors, and
   clients add it to failed calls that came back without one (server unreachable, call refused locally),
@@ -28,15 +29,10 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from controlplane.interceptors._base import (
-    AioServerInterceptor,
-    ClientConcern,
-    ClientInterceptor,
-    OutgoingCall,
-    ServerConcern,
-    ServerInterceptor,
-    aio_client_chain,
-)
+from controlplane.interceptors._aio_client import aio_client_chain
+from controlplane.interceptors._server import AioServerInterceptor, ServerInterceptor
+from controlplane.interceptors._sync_client import ClientInterceptor
+from controlplane.interceptors.spans import TRACE_ID_KEY, ClientSpans, ServerSpans
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -44,8 +40,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TRACE_ID_KEY",
     "TraceContextFilter",
-    "TraceIdConcern",
-    "TraceIdStamp",
     "TracingSettings",
     "aio_client_interceptors",
     "aio_server_interceptors",
@@ -58,9 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-TRACE_ID_KEY = "x-trace-id"
-"""Response metadata key carrying the 32-hex-digit trace id of the call."""
 
 Exporter = Literal["otlp", "jsonl", "console", "none"]
 
@@ -117,42 +108,16 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
-# --- trace id in responses ------------------------------------------------------------------------------
-
-
-class TraceIdConcern(ClientConcern):
-    """Client side: a failed call that carries no trace id gets the one of its client span."""
-
-    def begin(self, call: OutgoingCall) -> None:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            call.error_metadata.append((TRACE_ID_KEY, format_trace_id(context.trace_id)))
-
-
-class TraceIdStamp(ServerConcern):
-    """Server side: puts the trace id of the server span into the trailing metadata of every response."""
-
-    def enter(self, method: str, context: Any) -> str | None:
-        trace_id = current_trace_id()
-        if trace_id is not None:
-            context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
-        return trace_id
-
-    def exit(self, trace_id: str | None, context: Any) -> None:
-        if trace_id is None:
-            return
-        trailing = context.trailing_metadata() or ()
-        if trace_id_in(trailing) is None:  # the handler set trailing metadata of its own: add ours to it
-            context.set_trailing_metadata((*tuple(trailing), (TRACE_ID_KEY, trace_id)))
-
-
-# --- OpenTelemetry's interceptors (imported on first use) --------------------------------------------------
+# --- the instrumentation's own interceptors (imported on first use) ---------------------------------------
+# Our stack makes its spans with `spans.ClientSpans` / `spans.ServerSpans` (same conventions, a fraction of
+# the cost); these are opentelemetry-instrumentation-grpc's interceptors, for apps that want them as they
+# are, and for the test that holds our spans against theirs.
 
 
 def otel_client_interceptor(
     tracer_provider: TracerProvider | None = None,
 ) -> grpc.UnaryUnaryClientInterceptor:
-    """OpenTelemetry's client spans for a sync channel (global tracer provider unless one is given)."""
+    """The instrumentation's client spans for a sync channel (global tracer provider unless one is given)."""
     from controlplane.interceptors._otel_sync import OpenTelemetryClientInterceptor
 
     return OpenTelemetryClientInterceptor(tracer_provider)
@@ -161,57 +126,57 @@ def otel_client_interceptor(
 def otel_aio_client_interceptors(
     tracer_provider: TracerProvider | None = None,
 ) -> list[grpc.aio.ClientInterceptor]:
-    """OpenTelemetry's client spans for a grpc.aio channel."""
+    """The instrumentation's client spans for a grpc.aio channel."""
     from opentelemetry.instrumentation.grpc import aio_client_interceptors as otel
 
     return list(otel(tracer_provider=tracer_provider))
 
 
 def _not_health_checks() -> Any:
-    # Health probes (Consul checks every instance every second) would bury real traffic in the span files.
     from opentelemetry.instrumentation.grpc import filters
 
     return filters.negate(filters.health_check())
 
 
 def otel_server_interceptor(tracer_provider: TracerProvider | None = None) -> grpc.ServerInterceptor:
-    """OpenTelemetry's server spans for a sync server; the caller's W3C context becomes the parent.
-
-    grpc.health.v1 calls are not traced."""
+    """The instrumentation's server spans for a sync server (grpc.health.v1 calls are not traced)."""
     from opentelemetry.instrumentation.grpc import server_interceptor as otel
 
     return otel(tracer_provider=tracer_provider, filter_=_not_health_checks())
 
 
 def otel_aio_server_interceptor(tracer_provider: TracerProvider | None = None) -> grpc.aio.ServerInterceptor:
-    """OpenTelemetry's server spans for a grpc.aio server (grpc.health.v1 calls are not traced)."""
+    """The instrumentation's server spans for a grpc.aio server (grpc.health.v1 calls are not traced)."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor as otel
 
     return otel(tracer_provider=tracer_provider, filter_=_not_health_checks())
 
 
+# --- tracing alone ----------------------------------------------------------------------------------------
+
+
 def client_interceptors(tracer_provider: TracerProvider | None = None) -> list[Any]:
     """Tracing alone for a sync channel: `grpc.intercept_channel(channel, *client_interceptors())`."""
-    return [otel_client_interceptor(tracer_provider), ClientInterceptor([TraceIdConcern()])]
+    return [ClientInterceptor([ClientSpans(tracer_provider)])]
 
 
 def aio_client_interceptors(
     tracer_provider: TracerProvider | None = None,
 ) -> list[grpc.aio.ClientInterceptor]:
     """Tracing alone for a grpc.aio channel: `grpc.aio.insecure_channel(t, interceptors=...)`."""
-    return [*otel_aio_client_interceptors(tracer_provider), *aio_client_chain([TraceIdConcern()])]
+    return aio_client_chain([ClientSpans(tracer_provider)])
 
 
 def server_interceptors(tracer_provider: TracerProvider | None = None) -> list[grpc.ServerInterceptor]:
     """Tracing alone for a sync server: `grpc.server(pool, interceptors=server_interceptors())`."""
-    return [otel_server_interceptor(tracer_provider), ServerInterceptor([TraceIdStamp()])]
+    return [ServerInterceptor([ServerSpans(tracer_provider)])]
 
 
 def aio_server_interceptors(
     tracer_provider: TracerProvider | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Tracing alone for a grpc.aio server: `grpc.aio.server(interceptors=aio_server_interceptors())`."""
-    return [otel_aio_server_interceptor(tracer_provider), AioServerInterceptor([TraceIdStamp()])]
+    return [AioServerInterceptor([ServerSpans(tracer_provider)])]
 
 
 # --- setup -----------------------------------------------------------------------------------------------

@@ -276,20 +276,20 @@ def test_a_slow_call_rate_exactly_at_the_threshold_opens(clock: FakeClock, thres
 
 def concern_calls(policy: BreakerPolicy, clock: FakeClock, calls: list[tuple[str, grpc.StatusCode]]) -> list[bool]:
     """Run calls (method, final status) through one BreakerConcern; whether each was let through."""
-    from controlplane.interceptors._base import OutgoingCall, Rejection
     from controlplane.interceptors.breaker import BreakerConcern
+    from controlplane.interceptors.call import CallKind, Outcome, OutgoingCall, Rejection
 
     concern = BreakerConcern(BreakerRegistry(policy, clock=clock))
     allowed = []
     for method, code in calls:
-        call = OutgoingCall(f"/pkg.S/{method}", "pkg.S", None)
+        call = OutgoingCall(f"/pkg.S/{method}", CallKind.UNARY_UNARY, None)
         try:
-            ticket = concern.begin(call)
+            scope = concern.start(call)
         except Rejection:
             allowed.append(False)
             continue
         allowed.append(True)
-        concern.finish(ticket, code)
+        scope.end(Outcome(code))
     return allowed
 
 

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from controlplane.interceptors import DeadlinePolicy, Rejection, current_budget, deadline_budget
-from controlplane.interceptors._base import OutgoingCall
+from controlplane.interceptors.call import CallKind, OutgoingCall
 from controlplane.interceptors.deadlines import DeadlineConcern, outgoing_timeout
 
 from .servers import FakeClock
@@ -29,12 +29,12 @@ def test_outgoing_timeout_is_not_positive_once_the_budget_is_spent() -> None:
 
 
 def call(method: str = "/pkg.S/M", timeout: float | None = None) -> OutgoingCall:
-    return OutgoingCall(method, method.split("/")[1], timeout)
+    return OutgoingCall(method, CallKind.UNARY_UNARY, timeout)
 
 
 def test_concern_applies_the_policy_default_outside_any_budget() -> None:
     outgoing = call()
-    DeadlineConcern(DeadlinePolicy(default_timeout=7, timeouts={"pkg.S/M": 3})).begin(outgoing)
+    DeadlineConcern(DeadlinePolicy(default_timeout=7, timeouts={"pkg.S/M": 3})).start(outgoing)
     assert outgoing.timeout == 3.0
 
 
@@ -42,10 +42,10 @@ def test_concern_caps_calls_at_the_budget_as_the_clock_moves(clock: FakeClock) -
     concern = DeadlineConcern(DeadlinePolicy(default_timeout=30, margin=0.1))
     with deadline_budget(2.0, clock):
         first = call()
-        concern.begin(first)
+        concern.start(first)
         clock.advance(1.5)
         second = call(timeout=10)
-        concern.begin(second)
+        concern.start(second)
     assert first.timeout == pytest.approx(1.9)
     assert second.timeout == pytest.approx(0.4)
 
@@ -55,7 +55,7 @@ def test_concern_refuses_a_call_whose_budget_is_spent(clock: FakeClock) -> None:
     with deadline_budget(1.0, clock):
         clock.advance(0.95)
         with pytest.raises(Rejection) as refused:
-            concern.begin(call())
+            concern.start(call())
     assert refused.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
     assert "deadline budget spent before calling /pkg.S/M" in refused.value.details
 
@@ -65,7 +65,7 @@ def test_budget_propagation_can_be_switched_off(clock: FakeClock) -> None:
     with deadline_budget(1.0, clock):
         clock.advance(5)
         outgoing = call()
-        concern.begin(outgoing)
+        concern.start(outgoing)
     assert outgoing.timeout == 30.0
 
 

@@ -1,0 +1,136 @@
+"""The asyncio client adapter: grpc.aio wants one interceptor object per kind of call, all sharing one chain.
+
+Failed calls are handed back as finished call objects, never raised (see `local_errors.failed_aio_call`):
+interceptors further out expect a call object and read its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from controlplane.interceptors._chain import ClientChain, end_scopes
+from controlplane.interceptors._sync_client import _missing, details_for
+from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, Rejection, Scope
+from controlplane.interceptors.local_errors import aio_error, failed_aio_call
+
+__all__ = ["aio_client_chain"]
+
+_OK = grpc.StatusCode.OK
+
+
+class _AioChainInterceptor:
+    kind = CallKind.UNARY_UNARY
+
+    def __init__(self, chain: ClientChain) -> None:
+        self._chain = chain
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    async def _unary_response(self, continuation: Any, details: Any, request: Any) -> Any:
+        try:
+            call, scopes = await self._chain.start_async(details, self.kind)
+        except Rejection as rejection:
+            error = aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause)
+            return failed_aio_call(self.kind, error)
+        try:
+            rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
+            code = await rpc.code()
+            outcome = Outcome(code, await rpc.details() if code is not _OK else None)
+        except asyncio.CancelledError:
+            end_scopes(scopes, Outcome(grpc.StatusCode.CANCELLED, "cancelled by the caller"))
+            raise
+        except BaseException:
+            end_scopes(scopes, Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent"))
+            raise
+        end_scopes(scopes, outcome)
+        if code is not _OK and call.error_metadata:
+            trailing = await rpc.trailing_metadata()
+            extra = _missing(trailing, call.error_metadata)
+            if extra:
+                error = grpc.aio.AioRpcError(
+                    code,
+                    await rpc.initial_metadata(),
+                    grpc.aio.Metadata(*tuple(trailing or ()), *extra),
+                    outcome.details,
+                    await rpc.debug_error_string(),
+                )
+                return failed_aio_call(self.kind, error)
+        return rpc
+
+    async def _stream_response(self, continuation: Any, details: Any, request: Any) -> Any:
+        try:
+            call, scopes = await self._chain.start_async(details, self.kind)
+        except Rejection as rejection:
+            error = aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause)
+            return failed_aio_call(self.kind, error)
+        try:
+            rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
+        except BaseException:
+            end_scopes(scopes, Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent"))
+            raise
+        rpc.add_done_callback(lambda done: self._read_final_status(done, scopes))
+        return rpc
+
+    def _read_final_status(self, rpc: Any, scopes: list[Scope]) -> None:
+        # grpc.aio only offers the status as coroutines; they are ready by now, so this task ends at once.
+        task = asyncio.ensure_future(_outcome_of(rpc))
+        self._pending.add(task)
+        task.add_done_callback(lambda t: self._end_from(t, scopes))
+
+    def _end_from(self, task: asyncio.Task[Outcome], scopes: list[Scope]) -> None:
+        self._pending.discard(task)
+        if task.cancelled():
+            outcome = Outcome(grpc.StatusCode.CANCELLED, "cancelled by the caller")
+        elif task.exception() is not None:
+            outcome = Outcome(grpc.StatusCode.UNKNOWN, str(task.exception()))
+        else:
+            outcome = task.result()
+        end_scopes(scopes, outcome)
+
+
+async def _outcome_of(rpc: Any) -> Outcome:
+    code = await rpc.code()
+    return Outcome(code, await rpc.details() if code is not _OK else None)
+
+
+class AioUnaryUnaryInterceptor(_AioChainInterceptor, grpc.aio.UnaryUnaryClientInterceptor):
+    kind = CallKind.UNARY_UNARY
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._unary_response(continuation, client_call_details, request)
+
+
+class AioUnaryStreamInterceptor(_AioChainInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    kind = CallKind.UNARY_STREAM
+
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._stream_response(continuation, client_call_details, request)
+
+
+class AioStreamUnaryInterceptor(_AioChainInterceptor, grpc.aio.StreamUnaryClientInterceptor):
+    kind = CallKind.STREAM_UNARY
+
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._unary_response(continuation, client_call_details, request_iterator)
+
+
+class AioStreamStreamInterceptor(_AioChainInterceptor, grpc.aio.StreamStreamClientInterceptor):
+    kind = CallKind.STREAM_STREAM
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._stream_response(continuation, client_call_details, request_iterator)
+
+
+def aio_client_chain(concerns: Sequence[ClientConcern]) -> list[grpc.aio.ClientInterceptor]:
+    """The asyncio adapter for a chain of concerns: one interceptor per kind of call, as grpc.aio wants."""
+    chain = ClientChain(concerns)
+    return [
+        AioUnaryUnaryInterceptor(chain),
+        AioUnaryStreamInterceptor(chain),
+        AioStreamUnaryInterceptor(chain),
+        AioStreamStreamInterceptor(chain),
+    ]

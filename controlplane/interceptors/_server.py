@@ -1,0 +1,162 @@
+"""The server adapters: run a chain of server concerns around every handler, sync and grpc.aio.
+
+Each method's handler is wrapped once (a server looks up the same handler object for every call to a
+method), so handler construction stays off the per-call path. Concerns start on the handler's own thread or
+task, right before it, and their scopes end right after it with the status it left (`server_outcome`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from controlplane.interceptors._chain import ServerChain, end_scopes, server_outcome
+from controlplane.interceptors.call import CallKind, IncomingCall, Method, ServerConcern
+
+__all__ = ["AioServerInterceptor", "ServerInterceptor", "wrap_handler"]
+
+_HANDLER_FACTORIES = {
+    CallKind.UNARY_UNARY: ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    CallKind.UNARY_STREAM: ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    CallKind.STREAM_UNARY: ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    CallKind.STREAM_STREAM: ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+Wrap = Callable[[Callable[..., Any], CallKind], Callable[..., Any]]
+
+
+def handler_kind(handler: Any) -> CallKind:
+    return CallKind.of(bool(handler.request_streaming), bool(handler.response_streaming))
+
+
+def wrap_handler(handler: Any, wrap: Wrap) -> Any:
+    """A copy of an `RpcMethodHandler` whose behaviour is `wrap(behaviour, kind)`."""
+    if handler is None:
+        return None
+    kind = handler_kind(handler)
+    attribute, factory = _HANDLER_FACTORIES[kind]
+    return factory(
+        wrap(getattr(handler, attribute), kind),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class _WrappedHandlers:
+    """Wrapped handlers by original handler, so each method's handler is wrapped once."""
+
+    def __init__(self, chain: ServerChain,
+                 wrap: Callable[[Method, tuple[ServerConcern, ...], Callable[..., Any], CallKind], Callable[..., Any]]
+                 ) -> None:
+        self._chain = chain
+        self._wrap = wrap
+        self._cache: dict[int, tuple[Any, Any]] = {}  # id(handler) -> (handler, wrapped); holding it pins the id
+
+    def get(self, raw_method: str, handler: Any) -> Any:
+        if handler is None:
+            return None
+        cached = self._cache.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        method, concerns = self._chain.select(raw_method)
+        if not concerns:
+            wrapped = handler
+        else:
+            wrapped = wrap_handler(handler, lambda behavior, kind: self._wrap(method, concerns, behavior, kind))
+        if len(self._cache) < 10_000:
+            self._cache[id(handler)] = (handler, wrapped)
+        return wrapped
+
+
+class ServerInterceptor(grpc.ServerInterceptor):
+    """Runs a chain of server concerns around every handler of a sync server (thread per request)."""
+
+    def __init__(self, concerns: Sequence[ServerConcern]) -> None:
+        self._handlers = _WrappedHandlers(ServerChain(concerns), self._wrap)
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        return self._handlers.get(handler_call_details.method, continuation(handler_call_details))
+
+    @staticmethod
+    def _wrap(method: Method, concerns: tuple[ServerConcern, ...], behavior: Callable[..., Any],
+              kind: CallKind) -> Callable[..., Any]:
+        start = ServerChain.start
+        if kind.response_streaming:
+
+            def streaming(request: Any, context: Any) -> Any:
+                scopes = start(concerns, IncomingCall(method, kind, context))
+                error: BaseException | None = None
+                try:
+                    yield from behavior(request, context)
+                except BaseException as raised:
+                    error = raised
+                    raise
+                finally:
+                    end_scopes(scopes, server_outcome(context, error))
+
+            return streaming
+
+        def unary(request: Any, context: Any) -> Any:
+            scopes = start(concerns, IncomingCall(method, kind, context))
+            error: BaseException | None = None
+            try:
+                return behavior(request, context)
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                end_scopes(scopes, server_outcome(context, error))
+
+        return unary
+
+
+class AioServerInterceptor(grpc.aio.ServerInterceptor):
+    """Runs a chain of server concerns around every handler of a grpc.aio server (task per request)."""
+
+    def __init__(self, concerns: Sequence[ServerConcern]) -> None:
+        self._handlers = _WrappedHandlers(ServerChain(concerns), self._wrap)
+
+    async def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        return self._handlers.get(handler_call_details.method, handler)
+
+    @staticmethod
+    def _wrap(method: Method, concerns: tuple[ServerConcern, ...], behavior: Callable[..., Any],
+              kind: CallKind) -> Callable[..., Any]:
+        start = ServerChain.start
+        if kind.response_streaming and inspect.isasyncgenfunction(behavior):
+
+            async def streaming(request: Any, context: Any) -> Any:
+                scopes = start(concerns, IncomingCall(method, kind, context))
+                error: BaseException | None = None
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                except BaseException as raised:
+                    error = raised
+                    raise
+                finally:
+                    end_scopes(scopes, server_outcome(context, error))
+
+            return streaming
+
+        # Unary handlers, and streaming handlers that write with `await context.write()`.
+        async def call(request: Any, context: Any) -> Any:
+            scopes = start(concerns, IncomingCall(method, kind, context))
+            error: BaseException | None = None
+            try:
+                result = behavior(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                end_scopes(scopes, server_outcome(context, error))
+
+        return call

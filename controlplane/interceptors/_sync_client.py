@@ -1,0 +1,114 @@
+"""The sync client adapter: one `grpc.intercept_channel` interceptor running a chain of client concerns."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from controlplane.interceptors._chain import ClientChain, end_scopes
+from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, OutgoingCall, Rejection, Scope
+from controlplane.interceptors.local_errors import LocalRpcError
+
+__all__ = ["CallDetails", "ClientInterceptor", "details_for", "replace_details"]
+
+_OK = grpc.StatusCode.OK
+_UNKNOWN = Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent")
+
+
+class CallDetails(
+    collections.namedtuple(
+        "CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,
+):
+    """`grpc.ClientCallDetails` for sync channels, with a changed timeout or metadata."""
+
+
+def replace_details(details: Any, **changes: Any) -> Any:
+    """`details` with some fields changed; works for sync and grpc.aio call details."""
+    replace = getattr(details, "_replace", None)
+    if replace is not None:
+        return replace(**changes)
+    fields = {name: getattr(details, name, None) for name in CallDetails._fields}
+    fields.update(changes)
+    return CallDetails(**fields)
+
+
+def details_for(details: Any, call: OutgoingCall, metadata_type: Callable[..., Any] | None = None) -> Any:
+    """The call details as concerns left them: their timeout, the request metadata they added.
+
+    metadata_type: how the metadata is built from pairs (grpc.aio wants `grpc.aio.Metadata`; sync, a tuple).
+    """
+    if call.metadata:
+        pairs = (*tuple(details.metadata or ()), *call.metadata)
+        merged = metadata_type(*pairs) if metadata_type is not None else pairs
+        return replace_details(details, timeout=call.timeout, metadata=merged)
+    if call.timeout != details.timeout:
+        return replace_details(details, timeout=call.timeout)
+    return details
+
+
+def _outcome_of(future: Any) -> Outcome:
+    code = future.code()
+    return Outcome(code, future.details() if code is not _OK else None)
+
+
+def _end_when_done(scopes: list[Scope]) -> Callable[[Any], None]:
+    def done(future: Any) -> None:
+        end_scopes(scopes, _outcome_of(future))
+
+    return done
+
+
+def _missing(metadata: Any, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    present = {k for k, _ in metadata or ()}
+    return [(k, v) for k, v in extra if k not in present]
+
+
+class ClientInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Runs a chain of concerns for every kind of call on a sync channel (`grpc.intercept_channel`)."""
+
+    def __init__(self, concerns: Sequence[ClientConcern]) -> None:
+        self._chain = ClientChain(concerns)
+
+    def _intercept(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any, kind: CallKind) -> Any:
+        try:
+            call, scopes = self._chain.start(details, kind)
+        except Rejection as rejection:
+            return LocalRpcError(rejection.code, rejection.details, rejection.metadata, cause=rejection.cause)
+        try:
+            outcome = continuation(details_for(details, call), request)
+        except BaseException:
+            end_scopes(scopes, _UNKNOWN)
+            raise
+        if not outcome.done():  # futures and response streams: judged when they end
+            outcome.add_done_callback(_end_when_done(scopes))
+            return outcome
+        ended = _outcome_of(outcome)
+        end_scopes(scopes, ended)
+        # Stamp RPC failures only: an exception raised on the client side (a serializer's, say) stays as is.
+        if ended.code is not _OK and call.error_metadata and isinstance(outcome.exception(), grpc.RpcError):
+            extra = _missing(outcome.trailing_metadata(), call.error_metadata)
+            if extra:
+                return LocalRpcError.with_extra_trailing(outcome, extra)
+        return outcome
+
+    def intercept_unary_unary(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        return self._intercept(continuation, details, request, CallKind.UNARY_UNARY)
+
+    def intercept_unary_stream(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        return self._intercept(continuation, details, request, CallKind.UNARY_STREAM)
+
+    def intercept_stream_unary(self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any) -> Any:
+        return self._intercept(continuation, details, requests, CallKind.STREAM_UNARY)
+
+    def intercept_stream_stream(self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any) -> Any:
+        return self._intercept(continuation, details, requests, CallKind.STREAM_STREAM)

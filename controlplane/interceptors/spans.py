@@ -1,0 +1,225 @@
+"""Client and server spans as concerns of our own chain, with the instrumentation's conventions.
+
+opentelemetry-instrumentation-grpc adds a gRPC interceptor layer of its own on each side, wraps every
+servicer context in a proxy, and (on asyncio) one interceptor object per call kind with tasks of its own;
+that machinery, not the span, was most of what tracing cost (see `make bench`). These concerns run inside
+the one interceptor our other concerns already share, and make the spans it makes:
+
+- name "/pkg.Service/Method"; kind CLIENT or SERVER; attributes `rpc.system` "grpc", `rpc.service`,
+  `rpc.method`, `rpc.grpc.status_code` (0, then the final code); on servers also `rpc.user_agent` and
+  `net.peer.ip` / `net.peer.port` / `net.peer.name` from the peer address;
+- a client call that ends with a status other than OK has status ERROR; on servers the instrumentation's
+  rule: ERROR "StatusCode.X:details" for UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and
+  DATA_LOSS, UNSET for client errors;
+- W3C context (the global propagator) injected into the request metadata and extracted on the server.
+
+Where the instrumentation is wrong we are not: a handler that raises ends with `rpc.grpc.status_code` 2
+(UNKNOWN, what the caller gets), not 0, and its exception is recorded once, not twice. Both sides also
+carry the trace id back: servers put it in every response's trailing metadata (`x-trace-id`), clients
+add it to failed calls that came back without one (`tests/interceptors/test_span_conventions.py` holds
+our spans against the instrumentation's).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_trace_id
+
+from controlplane.interceptors.call import ClientConcern, IncomingCall, Outcome, OutgoingCall, ServerConcern
+from controlplane.interceptors.methods import MethodSelector
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+__all__ = ["TRACE_ID_KEY", "ClientSpans", "ServerSpans", "traced_methods"]
+
+log = logging.getLogger(__name__)
+
+TRACE_ID_KEY = "x-trace-id"
+"""Response metadata key carrying the 32-hex-digit trace id of the call."""
+
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.11.0"  # the instrumentation's
+
+# The attribute names, as opentelemetry-semantic-conventions spells them (kept literal: importing the
+# incubating module costs start-up time for four strings).
+RPC_SYSTEM = "rpc.system"
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
+RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+RPC_USER_AGENT = "rpc.user_agent"
+NET_PEER_IP = "net.peer.ip"
+NET_PEER_PORT = "net.peer.port"
+NET_PEER_NAME = "net.peer.name"
+
+_OK = grpc.StatusCode.OK
+_SERVER_ERRORS = frozenset({
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+})
+_SUPPRESS_KEYS = ("suppress_instrumentation", otel_context._SUPPRESS_INSTRUMENTATION_KEY)
+
+
+def traced_methods(environ: Mapping[str, str] | None = None) -> MethodSelector:
+    """What is traced by default: every method but health checks and the services named in
+    OTEL_PYTHON_GRPC_EXCLUDED_SERVICES (comma-separated, as the instrumentation reads it)."""
+    env = os.environ if environ is None else environ
+    excluded = [s.strip() for s in env.get("OTEL_PYTHON_GRPC_EXCLUDED_SERVICES", "").split(",") if s.strip()]
+    return MethodSelector.excluding("grpc.health.v1.Health", *excluded)
+
+
+def _suppressed() -> bool:
+    # opentelemetry.instrumentation.utils.is_instrumentation_enabled(), without importing the instrumentation.
+    return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
+
+
+def _tracer(tracer_provider: TracerProvider | None) -> trace.Tracer:
+    return trace.get_tracer("controlplane.interceptors", None, tracer_provider, schema_url=SCHEMA_URL)
+
+
+class _LowerCaseSetter:
+    """gRPC metadata keys must be lower case; propagators (B3, say) may write mixed case."""
+
+    @staticmethod
+    def set(carrier: MutableMapping[str, str], key: str, value: str) -> None:
+        carrier[key.lower()] = value
+
+
+_SETTER = _LowerCaseSetter()
+
+
+# --- client -------------------------------------------------------------------------------------------
+
+
+class ClientSpans(ClientConcern):
+    """A CLIENT span per call, its context in the request metadata; failed calls carry the trace id."""
+
+    def __init__(self, tracer_provider: TracerProvider | None = None, methods: MethodSelector | None = None) -> None:
+        self._tracer = _tracer(tracer_provider)
+        if methods is not None:
+            self.methods = methods
+
+    def start(self, call: OutgoingCall) -> _ClientSpan | None:
+        if _suppressed():
+            return None
+        span = self._tracer.start_span(
+            call.method,
+            kind=SpanKind.CLIENT,
+            attributes={RPC_SYSTEM: "grpc", RPC_GRPC_STATUS_CODE: 0, RPC_METHOD: call.name, RPC_SERVICE: call.service},
+        )
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, trace.set_span_in_context(span), setter=_SETTER)  # type: ignore[arg-type]
+        call.metadata.extend(carrier.items())
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            call.error_metadata.append((TRACE_ID_KEY, format_trace_id(span_context.trace_id)))
+        return _ClientSpan(span)
+
+
+class _ClientSpan:
+    __slots__ = ("_span",)
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def end(self, outcome: Outcome) -> None:
+        span = self._span
+        code = outcome.code
+        if code is not _OK:
+            span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+            span.set_status(Status(StatusCode.ERROR, outcome.details))
+        span.end()
+
+
+# --- server -------------------------------------------------------------------------------------------
+
+
+class ServerSpans(ServerConcern):
+    """A SERVER span per handled call, child of the caller's; the trace id in every response's trailers."""
+
+    def __init__(self, tracer_provider: TracerProvider | None = None, methods: MethodSelector | None = None) -> None:
+        self._tracer = _tracer(tracer_provider)
+        self.methods = methods if methods is not None else traced_methods()
+        self._peers: dict[str, dict[str, str]] = {}
+
+    def start(self, call: IncomingCall) -> _ServerSpan | None:
+        if _suppressed():
+            return None
+        context = call.context
+        metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        parent = propagate.extract(metadata) if metadata else None
+        attributes: dict[str, Any] = {
+            RPC_SYSTEM: "grpc",
+            RPC_GRPC_STATUS_CODE: 0,
+            RPC_METHOD: call.name,
+            RPC_SERVICE: call.service,
+        }
+        user_agent = metadata.get("user-agent")
+        if user_agent is not None:
+            attributes[RPC_USER_AGENT] = user_agent
+        attributes.update(self._peer_attributes(context.peer()))
+        span = self._tracer.start_span(call.method, parent, SpanKind.SERVER, attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        span_context = span.get_span_context()
+        trace_id = None
+        if span_context.is_valid:
+            trace_id = format_trace_id(span_context.trace_id)
+            context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
+        return _ServerSpan(span, token, trace_id, context)
+
+    def _peer_attributes(self, peer: str) -> dict[str, str]:
+        """net.peer.* as the instrumentation derives them ("ipv4:127.0.0.1:57284", "ipv6:[::1]:57284")."""
+        known = self._peers.get(peer)
+        if known is not None:
+            return known
+        attributes: dict[str, str] = {}
+        if not peer.startswith("unix:"):
+            try:
+                ip, port = peer.split(",")[0].split(":", 1)[1].rsplit(":", 1)
+                ip = unquote(ip)
+                attributes = {NET_PEER_IP: ip, NET_PEER_PORT: port}
+                if ip in ("[::1]", "127.0.0.1"):
+                    attributes[NET_PEER_NAME] = "localhost"
+            except (IndexError, ValueError):
+                log.warning("cannot parse the peer address %r", peer)
+        if len(self._peers) < 10_000:
+            self._peers[peer] = attributes
+        return attributes
+
+
+class _ServerSpan:
+    __slots__ = ("_context", "_span", "_token", "_trace_id")
+
+    def __init__(self, span: Span, token: object, trace_id: str | None, context: Any) -> None:
+        self._span = span
+        self._token = token
+        self._trace_id = trace_id
+        self._context = context
+
+    def end(self, outcome: Outcome) -> None:
+        span = self._span
+        code = outcome.code
+        if code is not _OK:
+            span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+            if code in _SERVER_ERRORS:
+                span.set_status(Status(StatusCode.ERROR, f"{code}:{outcome.details or code.value[1]}"))
+        if outcome.error is not None:
+            span.record_exception(outcome.error)
+        trace_id = self._trace_id
+        if trace_id is not None:
+            trailing = self._context.trailing_metadata() or ()
+            if not any(key == TRACE_ID_KEY for key, _ in trailing):  # the handler set trailers of its own
+                self._context.set_trailing_metadata((*tuple(trailing), (TRACE_ID_KEY, trace_id)))
+        span.end()
+        otel_context.detach(self._token)  # type: ignore[arg-type]

@@ -40,9 +40,13 @@ def from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
     if not isinstance(data, Mapping):
         raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    code_only = sorted(name for name in data if name in fields and fields[name].metadata.get("code_only"))
+    if code_only:
+        raise ValueError(f"{cls.__name__} setting(s) {code_only} can only be set in code, not from a document")
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; known: {sorted(fields)}")
+        known = sorted(name for name, f in fields.items() if not f.metadata.get("code_only"))
+        raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; known: {known}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(value, hints[name], f"{cls.__name__}.{name}") for name, value in data.items()}
     return cls(**kwargs)

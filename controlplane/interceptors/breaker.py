@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
@@ -22,7 +22,7 @@ import grpc
 from controlplane.interceptors._aio_client import aio_client_chain
 from controlplane.interceptors._config import from_mapping
 from controlplane.interceptors._sync_client import ClientInterceptor
-from controlplane.interceptors._windows import CountWindow, TimeWindow, Window
+from controlplane.interceptors._windows import CountWindow, Tally, TimeWindow, Window
 from controlplane.interceptors.call import ClientConcern, Clock, Outcome, OutgoingCall, Rejection
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "BREAKER_STATE_KEY",
     "DEFAULT_FAILURE_CODES",
     "BreakerConcern",
+    "BreakerEvent",
+    "BreakerEventKind",
     "BreakerOpen",
     "BreakerPolicy",
     "BreakerRegistry",
@@ -96,6 +98,9 @@ class BreakerPolicy:
         server said nothing); their trial slot in HALF_OPEN is given back.
     per: "service" keeps one breaker per gRPC service (as a resilience4j user names one per backend);
         "method" one per method, so a failing method does not refuse the healthy ones of its service.
+    failure_predicate: also a failure when it returns True for the call's `Outcome` (code and details),
+        beyond `failure_codes` (resilience4j's recordException and recordResult); code only, not from a dict.
+    ignore_predicate: also ignored when it returns True (resilience4j's ignoreException); code only.
     """
 
     failure_rate_threshold: float = 0.5
@@ -112,6 +117,8 @@ class BreakerPolicy:
     failure_codes: frozenset[grpc.StatusCode] = DEFAULT_FAILURE_CODES
     ignored_codes: frozenset[grpc.StatusCode] = frozenset({grpc.StatusCode.CANCELLED})
     per: Literal["service", "method"] = "service"
+    failure_predicate: Callable[[Outcome], bool] | None = field(default=None, metadata={"code_only": True})
+    ignore_predicate: Callable[[Outcome], bool] | None = field(default=None, metadata={"code_only": True})
 
     def __post_init__(self) -> None:
         for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
@@ -170,13 +177,46 @@ class StateChange:
     at: float
 
 
+class BreakerEventKind(enum.Enum):
+    """What a `BreakerEvent` reports (resilience4j's circuit breaker events)."""
+
+    SUCCESS = "success"  # a permitted call ended and did not count as a failure
+    ERROR = "error"  # a permitted call ended as a failure
+    IGNORED_ERROR = "ignored_error"  # a permitted call ended with an ignored status (counted neither way)
+    NOT_PERMITTED = "not_permitted"  # a call was refused
+    STATE_TRANSITION = "state_transition"
+    RESET = "reset"  # an operator reset the breaker
+    FAILURE_RATE_EXCEEDED = "failure_rate_exceeded"  # the failure rate reached its threshold
+    SLOW_CALL_RATE_EXCEEDED = "slow_call_rate_exceeded"  # the slow-call rate reached its threshold
+
+
+@dataclass(frozen=True)
+class BreakerEvent:
+    """One thing that happened to breaker `breaker` at `at` (seconds on its clock).
+
+    duration: call events of calls with one response: seconds from permit to final status.
+    code: call events: the final status, when the caller knows it.
+    transition: STATE_TRANSITION events: the change.
+    rate: rate events: the rate (0..1) that reached its threshold.
+    """
+
+    breaker: str
+    kind: BreakerEventKind
+    at: float
+    duration: float | None = None
+    code: grpc.StatusCode | None = None
+    transition: StateChange | None = None
+    rate: float | None = None
+
+
 @dataclass(frozen=True)
 class BreakerSnapshot:
     """Metrics of one breaker at one moment.
 
     calls, failures, slow_calls: outcomes in the current window (in HALF_OPEN: of the trial calls so far;
-        in OPEN: those that opened it).
+        in OPEN: those that opened it); slow_failures and slow_successes split the slow calls.
     failure_rate, slow_call_rate: failures / calls and slow_calls / calls (0.0 with no calls).
+    mean_duration: mean seconds of the calls with one response among them (None without any).
     rejected: calls refused since the breaker was created.
     retry_in: seconds until an OPEN breaker lets trial calls through; None in other states.
     """
@@ -190,6 +230,9 @@ class BreakerSnapshot:
     slow_call_rate: float
     rejected: int
     retry_in: float | None
+    slow_failures: int = 0
+    slow_successes: int = 0
+    mean_duration: float | None = None
 
 
 class BreakerOpen(Exception):
@@ -213,6 +256,7 @@ _PERMITTING = frozenset({State.CLOSED, State.DISABLED, State.METRICS_ONLY})
 Permit = tuple[int, float]  # (breaker generation, start time): outcomes of an older generation are ignored
 
 Listener = Callable[[StateChange], None]
+EventListener = Callable[[BreakerEvent], None]
 
 
 class CircuitBreaker:
@@ -224,11 +268,13 @@ class CircuitBreaker:
         policy: BreakerPolicy | None = None,
         clock: Clock = time.monotonic,
         listeners: Iterable[Listener] = (),
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         self.name = name
         self.policy = policy or BreakerPolicy()
         self._clock = clock
         self._listeners = list(listeners)
+        self._event_listeners = list(event_listeners)
         self._lock = threading.Lock()
         self._state = State.CLOSED
         self._generation = 0
@@ -240,14 +286,20 @@ class CircuitBreaker:
         )
         self._open_until = 0.0
         self._openings = 0  # consecutive openings since the breaker was last closed
-        self._opened_with = (0, 0, 0)  # (calls, failures, slow calls) that last opened it
+        self._opened_with = Tally()  # the outcomes that last opened it
         self._half_open_since = 0.0
-        self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
+        self._trials_started = 0
+        self._trials = Tally()  # outcomes of the trial calls in HALF_OPEN
         self._rejected = 0
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(StateChange)` after every state change (outside the breaker's lock)."""
         self._listeners.append(listener)
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Call `listener(BreakerEvent)` for every event: call outcomes, refusals, transitions, resets and
+        rates reaching their thresholds (outside the breaker's lock, on the thread the event happened on)."""
+        self._event_listeners.append(listener)
 
     @property
     def state(self) -> State:
@@ -264,59 +316,80 @@ class CircuitBreaker:
         if self._state is State.CLOSED:  # the hot path takes no lock: acquiring changes nothing in CLOSED
             return self._generation, self._clock()
         changes: list[StateChange] = []
-        try:
-            with self._lock:
-                now = self._clock()
-                self._maybe_half_open(now, changes)
-                state = self._state
-                if state in _PERMITTING:
-                    return self._generation, now
-                if state is State.HALF_OPEN and self._trials_started < self.policy.half_open_calls:
-                    self._trials_started += 1
-                    return self._generation, now
+        with self._lock:
+            now = self._clock()
+            self._maybe_half_open(now, changes)
+            state = self._state
+            permit: Permit | None = None
+            if state in _PERMITTING:
+                permit = self._generation, now
+            elif state is State.HALF_OPEN and self._trials_started < self.policy.half_open_calls:
+                self._trials_started += 1
+                permit = self._generation, now
+            else:
                 self._rejected += 1
                 retry_in = max(self._open_until - now, 0.0) if state is State.OPEN else None
-                raise BreakerOpen(self.name, state, retry_in)
-        finally:
-            if changes:
-                self._notify(changes)
+        if changes:
+            self._notify(changes)
+        if permit is not None:
+            return permit
+        if self._event_listeners:
+            self._emit([BreakerEvent(self.name, BreakerEventKind.NOT_PERMITTED, now)])
+        raise BreakerOpen(self.name, state, retry_in)
 
-    def record(self, permit: Permit, failed: bool, *, timed: bool = True) -> None:
-        """The outcome of a permitted call (`failed` per the failure codes); slowness comes from the clock,
-        for `timed` calls only (not for streams, which rightly last as long as their caller wants)."""
+    def record(self, permit: Permit, failed: bool, *, timed: bool = True,
+               code: grpc.StatusCode | None = None) -> None:
+        """The outcome of a permitted call (`failed` per the failure codes); duration and slowness come
+        from the clock, for `timed` calls only (not for streams, which rightly last as long as their
+        caller wants). `code`, when known, goes into the call's event."""
         generation, started = permit
         now = self._clock()
-        slow = timed and now - started >= self.policy.slow_call_duration
+        duration = now - started if timed else None
+        slow = duration is not None and duration >= self.policy.slow_call_duration
         changes: list[StateChange] = []
+        exceeded: list[tuple[BreakerEventKind, float]] = []
         with self._lock:
-            if generation != self._generation:
-                return  # the call started before the last state change; its outcome says nothing now
-            if self._state is State.CLOSED or self._state is State.METRICS_ONLY:
-                window = self._window
-                window.record(now, failed, slow)
-                if (self._state is State.CLOSED and window.calls >= self._minimum_calls
-                        and self._too_bad(window.calls, window.failures, window.slow)):
-                    self._open(now, changes)
-            elif self._state is State.HALF_OPEN:
-                self._trials_done += 1
-                self._trial_failures += failed
-                self._trial_slow += slow
-                if self._trials_done >= self.policy.half_open_calls:
-                    if self._too_bad(self._trials_done, self._trial_failures, self._trial_slow):
-                        self._open(now, changes)
-                    else:
-                        self._move(State.CLOSED, now, changes)
+            if generation == self._generation:  # else: started before the last state change; says nothing now
+                if self._state is State.CLOSED or self._state is State.METRICS_ONLY:
+                    window = self._window
+                    window.record(now, failed, slow, duration)
+                    if self._state is State.CLOSED and window.tally.calls >= self._minimum_calls:
+                        exceeded = self._exceeded(window.tally)
+                        if exceeded:
+                            self._open(now, changes)
+                elif self._state is State.HALF_OPEN:
+                    trials = self._trials
+                    trials.add(failed, slow, duration)
+                    if trials.calls >= self.policy.half_open_calls:
+                        exceeded = self._exceeded(trials)
+                        if exceeded:
+                            self._open(now, changes)
+                        else:
+                            self._move(State.CLOSED, now, changes)
+        if self._event_listeners:
+            kind = BreakerEventKind.ERROR if failed else BreakerEventKind.SUCCESS
+            self._emit([BreakerEvent(self.name, kind, now, duration, code),
+                        *(BreakerEvent(self.name, k, now, rate=rate) for k, rate in exceeded)])
         self._notify(changes)
 
     def release(self, permit: Permit) -> None:
         """A permitted call ended without a verdict (cancelled by its caller): give its trial slot back."""
         with self._lock:
             if permit[0] == self._generation and self._state is State.HALF_OPEN:
-                self._trials_started = max(self._trials_started - 1, self._trials_done)
+                self._trials_started = max(self._trials_started - 1, self._trials.calls)
+
+    def ignore(self, permit: Permit, code: grpc.StatusCode | None = None) -> None:
+        """A permitted call ended with an ignored status: `release()` it and report IGNORED_ERROR."""
+        self.release(permit)
+        if self._event_listeners:
+            now = self._clock()
+            self._emit([BreakerEvent(self.name, BreakerEventKind.IGNORED_ERROR, now, now - permit[1], code)])
 
     def reset(self) -> None:
         """Back to CLOSED with an empty window (an operator's override)."""
         self._operate(State.CLOSED)
+        if self._event_listeners:
+            self._emit([BreakerEvent(self.name, BreakerEventKind.RESET, self._clock())])
 
     def force_open(self) -> None:
         """Refuse every call until `reset()` (an operator's override: take a target out of service)."""
@@ -352,31 +425,43 @@ class CircuitBreaker:
         with self._lock:
             now = self._clock()
             if state is State.HALF_OPEN:
-                calls, failures, slow = self._trials_done, self._trial_failures, self._trial_slow
+                tally = self._trials
             elif state is State.OPEN:  # the outcomes that opened it
-                calls, failures, slow = self._opened_with
+                tally = self._opened_with
             else:
                 self._window.expire(now)
-                calls, failures, slow = self._window.calls, self._window.failures, self._window.slow
+                tally = self._window.tally
+            calls = tally.calls
             return BreakerSnapshot(
                 name=self.name,
                 state=self._state,
                 calls=calls,
-                failures=failures,
-                slow_calls=slow,
-                failure_rate=failures / calls if calls else 0.0,
-                slow_call_rate=slow / calls if calls else 0.0,
+                failures=tally.failures,
+                slow_calls=tally.slow,
+                failure_rate=tally.failures / calls if calls else 0.0,
+                slow_call_rate=tally.slow / calls if calls else 0.0,
                 rejected=self._rejected,
                 retry_in=max(self._open_until - now, 0.0) if self._state is State.OPEN else None,
+                slow_failures=tally.slow_failures,
+                slow_successes=tally.slow - tally.slow_failures,
+                mean_duration=tally.duration / tally.timed if tally.timed else None,
             )
 
     # --- under the lock ---
 
-    def _too_bad(self, calls: int, failures: int, slow: int) -> bool:
+    def _exceeded(self, tally: Tally) -> list[tuple[BreakerEventKind, float]]:
+        """The rates of `tally` at or past their thresholds (empty: the breaker may stay closed)."""
         # Rates as quotients: `failures >= threshold * calls` carries float error (0.55 * 100 is
         # 55.00000000000001), while 55 / 100 rounds to the very double the literal 0.55 is.
         policy = self.policy
-        return failures / calls >= policy.failure_rate_threshold or slow / calls >= policy.slow_call_rate_threshold
+        exceeded = []
+        failure_rate = tally.failures / tally.calls
+        if failure_rate >= policy.failure_rate_threshold:
+            exceeded.append((BreakerEventKind.FAILURE_RATE_EXCEEDED, failure_rate))
+        slow_rate = tally.slow / tally.calls
+        if slow_rate >= policy.slow_call_rate_threshold:
+            exceeded.append((BreakerEventKind.SLOW_CALL_RATE_EXCEEDED, slow_rate))
+        return exceeded
 
     def _maybe_half_open(self, now: float, changes: list[StateChange]) -> None:
         """OPEN past its wait -> HALF_OPEN; HALF_OPEN past `max_wait_in_half_open` without a verdict (its
@@ -389,10 +474,7 @@ class CircuitBreaker:
             self._open(now, changes)
 
     def _open(self, now: float, changes: list[StateChange]) -> None:
-        if self._state is State.HALF_OPEN:
-            self._opened_with = (self._trials_done, self._trial_failures, self._trial_slow)
-        else:
-            self._opened_with = (self._window.calls, self._window.failures, self._window.slow)
+        self._opened_with = (self._trials if self._state is State.HALF_OPEN else self._window.tally).copy()
         self._openings += 1
         self._open_until = now + self.policy.open_wait(self._openings)
         self._move(State.OPEN, now, changes)
@@ -403,7 +485,8 @@ class CircuitBreaker:
             self._openings = 0
         self._generation += 1
         self._window.reset()
-        self._trials_started = self._trials_done = self._trial_failures = self._trial_slow = 0
+        self._trials_started = 0
+        self._trials = Tally()
         self._state = new
         if new is not old:
             changes.append(StateChange(self.name, old, new, now))
@@ -416,6 +499,17 @@ class CircuitBreaker:
                     listener(change)
                 except Exception:
                     log.exception("circuit breaker listener %r failed", listener)
+        if changes and self._event_listeners:
+            self._emit([BreakerEvent(self.name, BreakerEventKind.STATE_TRANSITION, c.at, transition=c)
+                        for c in changes])
+
+    def _emit(self, events: list[BreakerEvent]) -> None:
+        for event in events:
+            for listener in self._event_listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("circuit breaker event listener %r failed", listener)
 
 
 class BreakerRegistry:
@@ -430,10 +524,12 @@ class BreakerRegistry:
         *,
         clock: Clock = time.monotonic,
         listeners: Iterable[Listener] = (),
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         self.policy = policy or BreakerPolicy()
         self._clock = clock
         self._listeners = list(listeners)
+        self._event_listeners = list(event_listeners)
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
 
@@ -444,7 +540,7 @@ class BreakerRegistry:
             with self._lock:
                 breaker = self._breakers.get(name)
                 if breaker is None:
-                    breaker = CircuitBreaker(name, self.policy, self._clock, self._listeners)
+                    breaker = CircuitBreaker(name, self.policy, self._clock, self._listeners, self._event_listeners)
                     self._breakers[name] = breaker
         return breaker
 
@@ -454,6 +550,13 @@ class BreakerRegistry:
             self._listeners.append(listener)
             for breaker in self._breakers.values():
                 breaker.add_listener(listener)
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Listen to the events of every breaker, present and future (see `CircuitBreaker.add_event_listener`)."""
+        with self._lock:
+            self._event_listeners.append(listener)
+            for breaker in self._breakers.values():
+                breaker.add_event_listener(listener)
 
     def snapshot(self) -> dict[str, BreakerSnapshot]:
         """Metrics of every breaker, by name."""
@@ -482,10 +585,22 @@ class BreakerConcern(ClientConcern):
     def __init__(self, registry: BreakerRegistry | None = None, instance: str | None = None) -> None:
         self.registry = registry or BreakerRegistry()
         self._instance = instance
-        self._failure_codes = self.registry.policy.failure_codes
-        self._ignored_codes = self.registry.policy.ignored_codes
+        policy = self.registry.policy
+        self._failure_codes = policy.failure_codes
+        self._ignored_codes = policy.ignored_codes
+        self._failure_predicate = policy.failure_predicate
+        self._ignore_predicate = policy.ignore_predicate
         self._per = self.registry.policy.per
         self._breakers: dict[str, CircuitBreaker] = {}
+
+    def judge(self, outcome: Outcome) -> bool | None:
+        """True: a failure; False: a success; None: ignored (counted neither way)."""
+        code = outcome.code
+        if code in self._ignored_codes or (self._ignore_predicate is not None and self._ignore_predicate(outcome)):
+            return None
+        if code in self._failure_codes:
+            return True
+        return self._failure_predicate is not None and bool(self._failure_predicate(outcome))
 
     def start(self, call: OutgoingCall) -> _BreakerScope:
         target = call_target(call, self._per)
@@ -513,11 +628,11 @@ class _BreakerScope:
         self._timed = timed
 
     def end(self, outcome: Outcome) -> None:
-        code = outcome.code
-        if code in self._concern._ignored_codes:
-            self._breaker.release(self._permit)
+        failed = self._concern.judge(outcome)
+        if failed is None:
+            self._breaker.ignore(self._permit, outcome.code)
         else:
-            self._breaker.record(self._permit, code in self._concern._failure_codes, timed=self._timed)
+            self._breaker.record(self._permit, failed, timed=self._timed, code=outcome.code)
 
 
 def client_interceptor(registry: BreakerRegistry | None = None, instance: str | None = None) -> ClientInterceptor:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +28,8 @@ __all__ = [
     "BULKHEAD_KEY",
     "Bulkhead",
     "BulkheadConcern",
+    "BulkheadEvent",
+    "BulkheadEventKind",
     "BulkheadFull",
     "BulkheadPolicy",
     "BulkheadRegistry",
@@ -34,8 +38,27 @@ __all__ = [
     "client_interceptor",
 ]
 
+log = logging.getLogger(__name__)
+
 BULKHEAD_KEY = "x-bulkhead"
 """Trailing metadata of a call refused by a full bulkhead: "full"."""
+
+
+class BulkheadEventKind(enum.Enum):
+    """What a `BulkheadEvent` reports (resilience4j's bulkhead events)."""
+
+    PERMITTED = "permitted"  # a call took a slot
+    REJECTED = "rejected"  # a call was refused: no slot in time
+    FINISHED = "finished"  # a call that held a slot ended and gave it back
+
+
+@dataclass(frozen=True)
+class BulkheadEvent:
+    bulkhead: str
+    kind: BulkheadEventKind
+
+
+BulkheadListener = Callable[[BulkheadEvent], None]
 
 
 @dataclass(frozen=True)
@@ -179,10 +202,24 @@ def _grant(waiter: asyncio.Future[None]) -> None:
 class BulkheadRegistry:
     """The bulkheads of a process (or of one client), one per target name, created on first use."""
 
-    def __init__(self, policy: BulkheadPolicy | None = None) -> None:
+    def __init__(self, policy: BulkheadPolicy | None = None, *, listeners: Iterable[BulkheadListener] = ()) -> None:
         self.policy = policy or BulkheadPolicy()
         self._bulkheads: dict[str, Bulkhead] = {}
         self._lock = threading.Lock()
+        self.listeners: list[BulkheadListener] = list(listeners)
+
+    def add_listener(self, listener: BulkheadListener) -> None:
+        """Call `listener(BulkheadEvent)` for every call permitted, rejected or finished through this
+        registry's bulkheads (on the thread or task of the call)."""
+        self.listeners.append(listener)
+
+    def emit(self, name: str, kind: BulkheadEventKind) -> None:
+        event = BulkheadEvent(name, kind)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("bulkhead listener %r failed", listener)
 
     def get(self, name: str) -> Bulkhead:
         bulkhead = self._bulkheads.get(name)
@@ -216,14 +253,19 @@ class BulkheadConcern(ClientConcern):
 
     def start(self, call: OutgoingCall) -> _Slot:
         bulkhead = self._bulkhead(call)
-        if bulkhead.try_acquire() if self._max_wait <= 0 else bulkhead.acquire(self._max_wait):
-            return _Slot(bulkhead)
-        raise self._refusal(bulkhead)
+        acquired = bulkhead.try_acquire() if self._max_wait <= 0 else bulkhead.acquire(self._max_wait)
+        return self._verdict(bulkhead, acquired)
 
     async def start_async(self, call: OutgoingCall) -> _Slot:
         bulkhead = self._bulkhead(call)
-        if await bulkhead.acquire_async(self._max_wait):
-            return _Slot(bulkhead)
+        return self._verdict(bulkhead, await bulkhead.acquire_async(self._max_wait))
+
+    def _verdict(self, bulkhead: Bulkhead, acquired: bool) -> _Slot:
+        registry = self.registry
+        if registry.listeners:
+            registry.emit(bulkhead.name, BulkheadEventKind.PERMITTED if acquired else BulkheadEventKind.REJECTED)
+        if acquired:
+            return _Slot(bulkhead, registry)
         raise self._refusal(bulkhead)
 
     @staticmethod
@@ -235,13 +277,16 @@ class BulkheadConcern(ClientConcern):
 class _Slot:
     """One call's slot in a bulkhead, given back when the call ends."""
 
-    __slots__ = ("_bulkhead",)
+    __slots__ = ("_bulkhead", "_registry")
 
-    def __init__(self, bulkhead: Bulkhead) -> None:
+    def __init__(self, bulkhead: Bulkhead, registry: BulkheadRegistry) -> None:
         self._bulkhead = bulkhead
+        self._registry = registry
 
     def end(self, outcome: Outcome) -> None:
         self._bulkhead.release()
+        if self._registry.listeners:
+            self._registry.emit(self._bulkhead.name, BulkheadEventKind.FINISHED)
 
 
 def client_interceptor(registry: BulkheadRegistry | None = None, instance: str | None = None) -> ClientInterceptor:

@@ -3,6 +3,8 @@
 controlplane serve                  run the control plane
 controlplane status                 registered services and instances, with health
 controlplane trace TRACE_ID         the span tree of one request, from the local span files
+controlplane config get|set         read or change a service's config
+controlplane breaker SVC TARGET ACT force-open, disable, metrics-only, open-for N, reset a service's breakers
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from controlplane import endpoints
-from controlplane.cli import config_cmd, saga_cmd, traces
+from controlplane.cli import breaker_cmd, config_cmd, saga_cmd, traces
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         if action == "set":
             sub.add_argument("edits", nargs="+", metavar="KEY=VALUE")
             sub.add_argument("--message", default="")
+    breaker = commands.add_parser("breaker", help="an operator's state for a service's circuit breakers")
+    breaker.add_argument("service", help="whose instances apply it (their config document is written)")
+    breaker.add_argument("target", help='what the breakers guard: "pkg.Service" or "pkg.Service/Method"')
+    breaker.add_argument("action", choices=sorted(breaker_cmd.ACTIONS))
+    breaker.add_argument("seconds", nargs="?", type=float, help="for open-for: how long")
+    breaker.add_argument("--env", default="", help="environment (default: the default layer)")
     saga = commands.add_parser("saga", help="where sagas stand").add_subparsers(dest="action", required=True)
     saga_list = saga.add_parser("list")
     saga_list.add_argument("--status", default="", help="running, compensating, completed, compensated, ...")
@@ -75,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 return config_cmd.get(channel, args.service, args.env)
             if args.command == "config":
                 return config_cmd.set_(channel, args.service, args.env, args.edits, args.message)
+            if args.command == "breaker":
+                if (args.action == "open-for") != (args.seconds is not None):
+                    parser.error("open-for takes SECONDS; the other actions take none")
+                return breaker_cmd.override(channel, args.service, args.env, args.target, args.action, args.seconds)
             if args.command == "saga" and args.action == "list":
                 return saga_cmd.list_(channel, args.status, args.definition, args.limit)
             if args.command == "saga":
@@ -82,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"controlplane: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # arguments the command itself refuses (an open-for of 0 seconds, say)
+        print(f"controlplane: {exc}", file=sys.stderr)
+        return 2
     parser.error(f"unknown command {args.command}")
     return 2
 

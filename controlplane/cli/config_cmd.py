@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -51,9 +52,17 @@ def get(channel: grpc.Channel, service: str, environment: str) -> int:
 
 
 def set_(channel: grpc.Channel, service: str, environment: str, edits: Sequence[str], message: str) -> int:
-    """Apply the edits to the layer, compare-and-set on its version; re-read and retry on a lost race, and
-    after an answer that leaves the outcome open (UNAVAILABLE, DEADLINE_EXCEEDED): the re-read shows
-    whether the write was applied, and the compare-and-set makes a retry safe either way."""
+    """Apply KEY=VALUE edits to the layer (see `update_layer`)."""
+    return update_layer(channel, service, environment, lambda layer: apply_edits(layer, edits),
+                        message or "set " + ", ".join(edits))
+
+
+def update_layer(channel: grpc.Channel, service: str, environment: str,
+                 change: Callable[[dict[str, Any]], dict[str, Any]], message: str) -> int:
+    """Write `change(layer)` to the layer, compare-and-set on its version; re-read and retry on a lost race,
+    and after an answer that leaves the outcome open (UNAVAILABLE, DEADLINE_EXCEEDED): the re-read shows
+    whether the write was applied, and the compare-and-set makes a retry safe either way. `change` gets a
+    fresh copy of the layer each attempt and must give the same answer for the same layer."""
     stub = config_pb2_grpc.ConfigServiceStub(channel)
     wanted: dict[str, Any] | None = None
     for attempt in range(CAS_ATTEMPTS):
@@ -67,15 +76,16 @@ def set_(channel: grpc.Channel, service: str, environment: str, edits: Sequence[
             environment=environment,
             expected_version=version,
             author="controlplane-cli",
-            message=message or "set " + ", ".join(edits),
+            message=message,
         )
-        request.content.update(apply_edits(layer, edits))
+        changed = change(copy.deepcopy(layer))
+        request.content.update(changed)
         try:
             written = stub.SetConfig(request, timeout=10).document
         except grpc.RpcError as exc:
             unsure = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             if (exc.code() == grpc.StatusCode.ABORTED or unsure) and attempt + 1 < CAS_ATTEMPTS:
-                wanted = apply_edits(layer, edits) if unsure else None
+                wanted = changed if unsure else None
                 if unsure:
                     time.sleep(RETRY_PAUSE)
                 continue

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from controlplane import endpoints
-from controlplane.interceptors import LocalRpcError
+from controlplane.interceptors import ClientPolicy, LivePolicy, LocalRpcError, channel_options
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -119,19 +119,41 @@ class DiscoveryChannel(grpc.Channel):
             self._closed.wait(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
+    def set_options(self, options: Sequence[tuple[str, Any]]) -> None:
+        """New channel options (a changed retry policy, say) from the next call on: the underlying channel is
+        remade with them; calls running on the old one finish there (it closes after `retire_after`)."""
+        with self._lock:
+            self._options = [("grpc.lb_policy_name", "round_robin"), *options]
+            self._replace(self._addresses)
+
+    def follow(self, live: LivePolicy) -> Callable[[], None]:
+        """Remake the underlying channel whenever the live policy's retries change; returns a function that
+        stops following."""
+        current = [channel_options(live)]
+
+        def changed(policy: ClientPolicy) -> None:
+            options = channel_options(policy)
+            if options != current[0]:
+                current[0] = options
+                self.set_options(options)
+
+        return live.on_change(changed)
+
+    def _replace(self, addresses: tuple[Address, ...]) -> None:
+        """Under the lock: a channel for `addresses` with the current options; the old one retires."""
+        old = self._channel
+        self._addresses = addresses
+        self._channel = grpc.insecure_channel(target_for(addresses), options=self._options) if addresses else None
+        if old is not None:
+            timer = threading.Timer(self._retire_after, old.close)
+            timer.daemon = True
+            timer.start()
+
     def _apply(self, addresses: tuple[Address, ...]) -> None:
         addresses = tuple(sorted(addresses))
         with self._lock:
             if addresses != self._addresses:
-                old = self._channel
-                self._addresses = addresses
-                self._channel = (
-                    grpc.insecure_channel(target_for(addresses), options=self._options) if addresses else None
-                )
-                if old is not None:
-                    timer = threading.Timer(self._retire_after, old.close)
-                    timer.daemon = True
-                    timer.start()
+                self._replace(addresses)
                 log.info("discovery of %s: %d instances", self.service, len(addresses))
         self._first_set.set()
 

@@ -53,6 +53,7 @@ from controlplane.interceptors.deadlines import (
     current_budget,
     deadline_budget,
 )
+from controlplane.interceptors.live import LivePolicy
 from controlplane.interceptors.local_errors import LocalAioRpcError, LocalRpcError
 from controlplane.interceptors.methods import MethodSelector
 from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
@@ -101,6 +102,7 @@ __all__ = [
     "ClientPolicy",
     "DeadlinePolicy",
     "IncomingCall",
+    "LivePolicy",
     "LocalAioRpcError",
     "LocalRpcError",
     "MethodSelector",

@@ -413,6 +413,18 @@ class CircuitBreaker:
             self._move(State.OPEN, now, changes)
         self._notify(changes)
 
+    def reconfigure(self, policy: BreakerPolicy) -> None:
+        """Judge by `policy` from now on, keeping what still applies: the state (an OPEN breaker stays open
+        until its wait ends, an operator's state stays), and the window's outcomes when its shape
+        (kind and size) is the same; a new shape starts an empty window."""
+        with self._lock:
+            old, self.policy = self.policy, policy
+            if (old.window, old.window_size) != (policy.window, policy.window_size):
+                self._window = policy.new_window()
+            self._minimum_calls = (
+                min(policy.minimum_calls, policy.window_size) if policy.window == "count" else policy.minimum_calls
+            )
+
     def _operate(self, state: State) -> None:
         changes: list[StateChange] = []
         with self._lock:
@@ -531,6 +543,7 @@ class BreakerRegistry:
         self._listeners = list(listeners)
         self._event_listeners = list(event_listeners)
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._overrides: dict[str, Override] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> CircuitBreaker:
@@ -542,7 +555,33 @@ class BreakerRegistry:
                 if breaker is None:
                     breaker = CircuitBreaker(name, self.policy, self._clock, self._listeners, self._event_listeners)
                     self._breakers[name] = breaker
+                    override = _override_for(self._overrides, name)
+                else:
+                    override = None
+            if override is not None:  # an operator's state set before the breaker existed
+                override.apply(breaker)
         return breaker
+
+    def reconfigure(self, policy: BreakerPolicy) -> None:
+        """Every breaker, present and future, judges by `policy` from now on (see `CircuitBreaker.reconfigure`)."""
+        with self._lock:
+            self.policy = policy
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            breaker.reconfigure(policy)
+
+    def override(self, target: str, override: Override | None) -> None:
+        """An operator's state for the breakers of `target` ("pkg.Service", "pkg.Service/Method", or a full
+        breaker name): applied now to those that exist and to those created later; None lets go of it
+        (the breakers are reset)."""
+        with self._lock:
+            if override is None:
+                self._overrides.pop(target, None)
+            else:
+                self._overrides[target] = override
+            matching = [b for name, b in self._breakers.items() if _matches(target, name)]
+        for breaker in matching:
+            (override or Override("closed")).apply(breaker)
 
     def add_listener(self, listener: Listener) -> None:
         """Listen to the state changes of every breaker, present and future."""
@@ -565,6 +604,45 @@ class BreakerRegistry:
         return {b.name: b.snapshot() for b in breakers}
 
 
+@dataclass(frozen=True)
+class Override:
+    """An operator's say over breakers: "forced_open", "disabled", "metrics_only", "open" (for `seconds`,
+    then trial calls as after any opening) or "closed" (a reset)."""
+
+    state: Literal["forced_open", "disabled", "metrics_only", "open", "closed"]
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in ("forced_open", "disabled", "metrics_only", "open", "closed"):
+            raise ValueError(f"breaker override state must be forced_open, disabled, metrics_only, open or closed, "
+                             f"got {self.state!r}")
+        if self.state == "open" and (self.seconds is None or not 0 < self.seconds <= 86_400):
+            raise ValueError(f"an 'open' override needs seconds in (0, 86400], got {self.seconds!r}")
+
+    def apply(self, breaker: CircuitBreaker) -> None:
+        if self.state == "forced_open":
+            breaker.force_open()
+        elif self.state == "disabled":
+            breaker.disable()
+        elif self.state == "metrics_only":
+            breaker.metrics_only()
+        elif self.state == "open":
+            breaker.open_for(self.seconds or 0.0)
+        else:
+            breaker.reset()
+
+
+def _matches(target: str, name: str) -> bool:
+    """Whether breaker `name` ("svc", "svc/Method", either with "@instance") is one of `target`'s."""
+    return name == target or name.startswith((f"{target}@", f"{target}/"))
+
+
+def _override_for(overrides: Mapping[str, Override], name: str) -> Override | None:
+    # The most specific target wins: "svc/Method@host" over "svc/Method" over "svc".
+    found = [(len(target), o) for target, o in overrides.items() if _matches(target, name)]
+    return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
 def breaker_key(service: str, instance: str | None) -> str:
     """The breaker name of a target: the service (or "service/Method" when kept per method), with
     "@instance" when breakers are per instance."""
@@ -585,13 +663,27 @@ class BreakerConcern(ClientConcern):
     def __init__(self, registry: BreakerRegistry | None = None, instance: str | None = None) -> None:
         self.registry = registry or BreakerRegistry()
         self._instance = instance
-        policy = self.registry.policy
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self.off = False
+        self._take(self.registry.policy)
+
+    def _take(self, policy: BreakerPolicy) -> None:
         self._failure_codes = policy.failure_codes
         self._ignored_codes = policy.ignored_codes
         self._failure_predicate = policy.failure_predicate
         self._ignore_predicate = policy.ignore_predicate
-        self._per = self.registry.policy.per
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._per = policy.per
+
+    def follow(self, policy: Any) -> None:
+        """Follow the `breaker` section of a changed `ClientPolicy` (see `LivePolicy`)."""
+        self.update(policy.breaker)
+
+    def update(self, policy: BreakerPolicy | None) -> None:
+        """Follow a changed policy (its registry is reconfigured by whoever owns it); None: let every call
+        through unjudged until a policy comes back."""
+        self.off = policy is None
+        if policy is not None:
+            self._take(policy)
 
     def judge(self, outcome: Outcome) -> bool | None:
         """True: a failure; False: a success; None: ignored (counted neither way)."""
@@ -602,7 +694,9 @@ class BreakerConcern(ClientConcern):
             return True
         return self._failure_predicate is not None and bool(self._failure_predicate(outcome))
 
-    def start(self, call: OutgoingCall) -> _BreakerScope:
+    def start(self, call: OutgoingCall) -> _BreakerScope | None:
+        if self.off:
+            return None
         target = call_target(call, self._per)
         breaker = self._breakers.get(target)
         if breaker is None:

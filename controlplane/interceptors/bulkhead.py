@@ -189,6 +189,21 @@ class Bulkhead:
             self._in_flight -= 1
             self._freed.notify()
 
+    def reconfigure(self, policy: BulkheadPolicy) -> None:
+        """A new cap from now on: calls in flight keep their slots; a higher cap lets waiters in at once,
+        a lower one lets new calls in only as calls end."""
+        with self._lock:
+            self.policy = policy
+            self._limit = policy.max_concurrent
+            while self._in_flight < self._limit and self._async_waiters:
+                waiter = self._async_waiters.popleft()
+                if waiter.done():
+                    continue
+                self._in_flight += 1
+                self._granted.add(waiter)
+                waiter.get_loop().call_soon_threadsafe(_grant, waiter)
+            self._freed.notify_all()
+
     def snapshot(self) -> BulkheadSnapshot:
         with self._lock:
             return BulkheadSnapshot(self.name, self._in_flight, self._waiting, self._limit, self._rejected)
@@ -228,6 +243,14 @@ class BulkheadRegistry:
                 bulkhead = self._bulkheads.setdefault(name, Bulkhead(name, self.policy))
         return bulkhead
 
+    def reconfigure(self, policy: BulkheadPolicy) -> None:
+        """Every bulkhead, present and future, caps by `policy` from now on."""
+        with self._lock:
+            self.policy = policy
+            bulkheads = list(self._bulkheads.values())
+        for bulkhead in bulkheads:
+            bulkhead.reconfigure(policy)
+
     def snapshot(self) -> dict[str, BulkheadSnapshot]:
         with self._lock:
             bulkheads = list(self._bulkheads.values())
@@ -237,12 +260,24 @@ class BulkheadRegistry:
 class BulkheadConcern(ClientConcern):
     """Client side: holds a slot of the target's bulkhead for the whole call, or refuses the call."""
 
-    def __init__(self, registry: BulkheadRegistry | None = None, instance: str | None = None) -> None:
+    def __init__(self, registry: BulkheadRegistry | None = None, instance: str | None = None, *,
+                 live: bool = False) -> None:
         self.registry = registry or BulkheadRegistry()
         self._instance = instance
         self._max_wait = self.registry.policy.max_wait
-        self.waits = self._max_wait > 0
+        self.waits = live or self._max_wait > 0  # a live policy may start waiting later
+        self.off = False
         self._bulkheads: dict[str, Bulkhead] = {}
+
+    def follow(self, policy: Any) -> None:
+        """Follow the `bulkhead` section of a changed `ClientPolicy` (see `LivePolicy`)."""
+        self.update(policy.bulkhead)
+
+    def update(self, policy: BulkheadPolicy | None) -> None:
+        """Follow a changed policy (its registry is reconfigured by whoever owns it); None: no cap."""
+        self.off = policy is None
+        if policy is not None:
+            self._max_wait = policy.max_wait
 
     def _bulkhead(self, call: OutgoingCall) -> Bulkhead:
         target = call_target(call, self.registry.policy.per)
@@ -251,12 +286,16 @@ class BulkheadConcern(ClientConcern):
             bulkhead = self._bulkheads[target] = self.registry.get(breaker_key(target, self._instance))
         return bulkhead
 
-    def start(self, call: OutgoingCall) -> _Slot:
+    def start(self, call: OutgoingCall) -> _Slot | None:
+        if self.off:
+            return None
         bulkhead = self._bulkhead(call)
         acquired = bulkhead.try_acquire() if self._max_wait <= 0 else bulkhead.acquire(self._max_wait)
         return self._verdict(bulkhead, acquired)
 
-    async def start_async(self, call: OutgoingCall) -> _Slot:
+    async def start_async(self, call: OutgoingCall) -> _Slot | None:
+        if self.off:
+            return None
         bulkhead = self._bulkhead(call)
         return self._verdict(bulkhead, await bulkhead.acquire_async(self._max_wait))
 

@@ -179,10 +179,20 @@ class DeadlineConcern(ClientConcern):
     """Client side: applies the default deadline and the propagated budget; refuses spent calls."""
 
     def __init__(self, policy: DeadlinePolicy | None = None) -> None:
-        self.policy = policy or DeadlinePolicy()
+        self.policy: DeadlinePolicy | None = policy or DeadlinePolicy()
+
+    def follow(self, policy: Any) -> None:
+        """Follow the `deadlines` section of a changed `ClientPolicy` (see `LivePolicy`)."""
+        self.update(policy.deadlines)
+
+    def update(self, policy: DeadlinePolicy | None) -> None:
+        """Follow a changed policy; None: leave calls' timeouts as their callers set them."""
+        self.policy = policy
 
     def start(self, call: OutgoingCall) -> None:
         policy = self.policy
+        if policy is None:
+            return
         timeout = call.timeout if call.timeout is not None else policy.timeout_for(call.method, call.streaming)
         budget = _budget.get() if policy.propagate else None
         if budget is not None:

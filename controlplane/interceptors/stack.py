@@ -8,24 +8,22 @@ All concerns, spans included, share one gRPC interceptor: the stack costs one in
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from controlplane.interceptors import retries
 from controlplane.interceptors._aio_client import aio_client_chain
-from controlplane.interceptors._config import from_mapping
 from controlplane.interceptors._server import AioServerInterceptor, ServerInterceptor
 from controlplane.interceptors._sync_client import ClientInterceptor
-from controlplane.interceptors.breaker import BreakerConcern, BreakerPolicy, BreakerRegistry
-from controlplane.interceptors.bulkhead import BulkheadConcern, BulkheadPolicy, BulkheadRegistry
+from controlplane.interceptors.breaker import BreakerConcern, BreakerRegistry
+from controlplane.interceptors.bulkhead import BulkheadConcern, BulkheadRegistry
 from controlplane.interceptors.call import ClientConcern, Clock, ServerConcern
-from controlplane.interceptors.deadlines import DeadlineCapture, DeadlineConcern, DeadlinePolicy
+from controlplane.interceptors.deadlines import DeadlineCapture, DeadlineConcern
 from controlplane.interceptors.decoding import AioRefuseUndecodable, RefuseUndecodable
+from controlplane.interceptors.live import LivePolicy
+from controlplane.interceptors.policy import ClientPolicy
 from controlplane.interceptors.retries import RetryPolicy
 from controlplane.interceptors.spans import ClientSpans, ServerSpans
 
@@ -34,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClientPolicy",
+    "LivePolicy",
     "aio_client_interceptors",
     "aio_server_interceptors",
     "channel_options",
@@ -42,36 +41,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ClientPolicy:
-    """Every client-side policy; None switches a concern off.
-
-    deadlines: default deadlines and budget propagation (on by default: 30 s for calls that set none).
-    breaker: circuit breaking per target service (on by default).
-    bulkhead: a cap on calls in flight per target service (off by default: no cap fits every app).
-    retry: gRPC retries for the methods named idempotent, applied by `channel_options()` (off by default).
-    """
-
-    deadlines: DeadlinePolicy | None = field(default_factory=DeadlinePolicy)
-    breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)
-    bulkhead: BulkheadPolicy | None = None
-    retry: RetryPolicy | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClientPolicy:
-        """From e.g. `{"breaker": {"wait_in_open": 5}, "bulkhead": {"max_concurrent": 20}, "retry": null}`.
-
-        A section that is left out keeps its default; a section set to null switches the concern off.
-        """
-        return from_mapping(cls, data)
-
-    @classmethod
-    def from_json(cls, text: str) -> ClientPolicy:
-        return cls.from_dict(json.loads(text))
-
-
 def _client_concerns(
-    policy: ClientPolicy,
+    policy: ClientPolicy | LivePolicy,
     tracing: bool,
     tracer_provider: TracerProvider | None,
     instance: str | None,
@@ -82,6 +53,8 @@ def _client_concerns(
     concerns: list[ClientConcern] = []
     if tracing:
         concerns.append(ClientSpans(tracer_provider))
+    if isinstance(policy, LivePolicy):
+        return concerns + _live_concerns(policy, instance, breakers, bulkheads)
     if policy.bulkhead is not None or bulkheads is not None:
         concerns.append(BulkheadConcern(bulkheads or BulkheadRegistry(policy.bulkhead), instance))
     if policy.deadlines is not None:
@@ -91,8 +64,24 @@ def _client_concerns(
     return concerns
 
 
+def _live_concerns(
+    live: LivePolicy, instance: str | None, breakers: BreakerRegistry | None, bulkheads: BulkheadRegistry | None
+) -> list[ClientConcern]:
+    """Every concern, each following its section of the live policy (a section set to None passes calls
+    through); breakers and bulkheads are the live policy's own registries unless others are given."""
+    concerns: list[BulkheadConcern | DeadlineConcern | BreakerConcern] = [
+        BulkheadConcern(bulkheads or live.bulkheads, instance, live=True),
+        DeadlineConcern(),
+        BreakerConcern(breakers or live.breakers, instance),
+    ]
+    for concern in concerns:
+        concern.follow(live.policy)
+        live.follow_weakly(concern)
+    return list(concerns)
+
+
 def client_interceptors(
-    policy: ClientPolicy | None = None,
+    policy: ClientPolicy | LivePolicy | None = None,
     *,
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
@@ -103,6 +92,7 @@ def client_interceptors(
 ) -> list[Any]:
     """Interceptors for a sync channel: `grpc.intercept_channel(channel, *client_interceptors(policy))`.
 
+    policy: a `ClientPolicy`, or a `LivePolicy` whose changes apply to these interceptors as they run.
     tracing: OpenTelemetry client spans (global tracer provider unless `tracer_provider` is given).
     instance: the address the channel talks to; when set, breakers and bulkheads are per (service, instance).
     breakers, bulkheads: registries to share between channels or to read metrics from; when given, they
@@ -115,7 +105,7 @@ def client_interceptors(
 
 
 def aio_client_interceptors(
-    policy: ClientPolicy | None = None,
+    policy: ClientPolicy | LivePolicy | None = None,
     *,
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
@@ -164,8 +154,13 @@ def aio_server_interceptors(
     return [AioRefuseUndecodable(), AioServerInterceptor(_server_concerns(tracing, tracer_provider, clock))]
 
 
-def channel_options(policy: ClientPolicy | RetryPolicy | None = None) -> list[tuple[str, Any]]:
-    """Channel options carrying the retry policy as gRPC service config (empty when there is none)."""
+def channel_options(policy: ClientPolicy | LivePolicy | RetryPolicy | None = None) -> list[tuple[str, Any]]:
+    """Channel options carrying the retry policy as gRPC service config (empty when there is none).
+
+    Options are fixed when a channel is made: a channel that follows a `LivePolicy`'s retries is remade
+    with new options when they change (`DiscoveryChannel.follow(live)` does that)."""
+    if isinstance(policy, LivePolicy):
+        policy = policy.policy
     if isinstance(policy, ClientPolicy):
         policy = policy.retry
     return retries.channel_options(policy)

@@ -22,7 +22,7 @@ from controlplane import endpoints
 from controlplane.config.client import ConfigClient
 from controlplane.discovery import DiscoveryChannel
 from controlplane.interceptors import (
-    ClientPolicy,
+    LivePolicy,
     TraceContextFilter,
     channel_options,
     client_interceptors,
@@ -43,8 +43,9 @@ class Runtime:
     control_plane: str
     environment: str = "dev"
     closers: list[Callable[[], None]] = field(default_factory=list)
-    client_policy: ClientPolicy = field(default_factory=ClientPolicy)
+    client_policy: LivePolicy = field(default_factory=LivePolicy)
     _config: ConfigClient | None = None
+    _following_policy: bool = False
 
     @property
     def config(self) -> ConfigClient:
@@ -60,19 +61,29 @@ class Runtime:
         self.config.on_change(lambda snapshot: injector.update(Faults.from_config(snapshot.content)))
         return injector
 
+    def live_policy(self) -> LivePolicy:
+        """The client policy of this service's channels, following `client_policy` in its config document
+        (deadlines, breakers, bulkheads, retries, and operators' breaker overrides), live."""
+        if not self._following_policy:
+            self._following_policy = True
+            self.closers.append(self.client_policy.follow(self.config))
+        return self.client_policy
+
     def channel_to(self, service: str) -> grpc.Channel:
         """A channel to every passing instance of `service`, through the client interceptor stack
-        (tracing, deadline budgets, circuit breaking), closed with the process."""
-        discovered = DiscoveryChannel(service, self.control_plane, options=channel_options(self.client_policy))
+        (tracing, deadline budgets, circuit breaking) under the live client policy, closed with the process."""
+        live = self.live_policy()
+        discovered = DiscoveryChannel(service, self.control_plane, options=channel_options(live))
+        self.closers.append(discovered.follow(live))
         self.closers.append(discovered.close)
-        return grpc.intercept_channel(discovered, *client_interceptors(self.client_policy))
+        return grpc.intercept_channel(discovered, *client_interceptors(live))
 
     def control_plane_channel(self, idempotent: Sequence[str] = ()) -> grpc.Channel:
         """A channel to the control plane's replicas through the client interceptor stack; `idempotent`
         names methods, beyond `endpoints.IDEMPOTENT_METHODS`, that this service's calls make safe to retry."""
         channel = endpoints.channel(self.control_plane, idempotent=idempotent)
         self.closers.append(channel.close)
-        return grpc.intercept_channel(channel, *client_interceptors(self.client_policy))
+        return grpc.intercept_channel(channel, *client_interceptors(self.live_policy()))
 
     def close(self) -> None:
         for close in reversed(self.closers):

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from controlplane.discovery import DiscoveryChannel, NoInstancesError, target_for
+from controlplane.interceptors import ClientPolicy, LivePolicy, RetryPolicy, channel_options
 from controlplane.v1 import registry_pb2
 from tests.helpers import ControlPlaneProcess, ttl, wait_until
 
@@ -101,3 +102,39 @@ def test_last_known_instances_keep_serving_while_the_control_plane_is_down(consu
             )
     finally:
         plane.kill()
+
+
+class FlakyServer:
+    """Fails its first two attempts with UNAVAILABLE, answers from the third on."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+        def port(request: bytes, context: grpc.ServicerContext) -> bytes:
+            self.attempts += 1
+            if self.attempts <= 2:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "flaky")
+            return b"1"
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        handler = grpc.unary_unary_rpc_method_handler(port)
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Echo", {"Port": handler})])
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+
+def test_a_retry_policy_set_live_remakes_the_channel_with_it(register, service_name, control_plane):
+    flaky = FlakyServer()
+    try:
+        register(service=service_name, address="127.0.0.1", port=flaky.port, check=ttl())
+        live = LivePolicy()
+        with DiscoveryChannel(service_name, control_plane.address, options=channel_options(live)) as channel:
+            channel.follow(live)
+            wait_until(lambda: channel.addresses, what="the instance")
+            with pytest.raises(grpc.RpcError):
+                ask(channel)  # attempt 1 fails, nothing retries it
+            live.update(ClientPolicy(retry=RetryPolicy(idempotent_methods=("test.Echo/Port",), initial_backoff=0.01)))
+            assert ask(channel) == 1  # attempt 2 fails, gRPC retries: attempt 3 answers
+        assert flaky.attempts == 3
+    finally:
+        flaky.server.stop(0).wait()

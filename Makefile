@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	CONTROLPLANE_DEV_INSTALL=1 $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 $(CONSUL): scripts/install-consul.sh

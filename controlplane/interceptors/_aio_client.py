@@ -32,14 +32,14 @@ class _AioChainInterceptor:
 
     async def _unary_response(self, continuation: Any, details: Any, request: Any) -> Any:
         try:
-            call, scopes = await self._chain.start_async(details, self.kind)
+            call, scopes = await self._chain.start_async(details, self.kind, request)
         except Rejection as rejection:
             error = aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause)
             return failed_aio_call(self.kind, error)
         try:
             rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
             code = await rpc.code()
-            outcome = Outcome(code, await rpc.details() if code is not _OK else None)
+            outcome = Outcome(code, await rpc.details()) if code is not _OK else Outcome(code, response=await rpc)
         except asyncio.CancelledError:
             end_scopes(scopes, Outcome(grpc.StatusCode.CANCELLED, "cancelled by the caller"))
             raise
@@ -63,7 +63,7 @@ class _AioChainInterceptor:
 
     async def _stream_response(self, continuation: Any, details: Any, request: Any) -> Any:
         try:
-            call, scopes = await self._chain.start_async(details, self.kind)
+            call, scopes = await self._chain.start_async(details, self.kind, request)
         except Rejection as rejection:
             error = aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause)
             return failed_aio_call(self.kind, error)

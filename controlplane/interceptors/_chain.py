@@ -56,10 +56,10 @@ class ClientChain:
                 self._by_method[raw] = entry
         return entry
 
-    def start(self, details: Any, kind: CallKind) -> tuple[OutgoingCall, list[Scope]]:
+    def start(self, details: Any, kind: CallKind, request: Any = None) -> tuple[OutgoingCall, list[Scope]]:
         """Start every concern; on a `Rejection`, the scopes already open end with its status and it propagates."""
         method, concerns, _ = self._select(details.method)
-        call = OutgoingCall(method, kind, details.timeout)
+        call = OutgoingCall(method, kind, details.timeout, request)
         scopes: list[Scope] = []
         try:
             for concern in concerns:
@@ -72,12 +72,12 @@ class ClientChain:
             raise
         return call, scopes
 
-    async def start_async(self, details: Any, kind: CallKind) -> tuple[OutgoingCall, list[Scope]]:
+    async def start_async(self, details: Any, kind: CallKind, request: Any = None) -> tuple[OutgoingCall, list[Scope]]:
         """`start()` for asyncio channels: concerns that wait are awaited."""
         method, concerns, waits = self._select(details.method)
         if not waits:
-            return self.start(details, kind)
-        call = OutgoingCall(method, kind, details.timeout)
+            return self.start(details, kind, request)
+        call = OutgoingCall(method, kind, details.timeout, request)
         scopes: list[Scope] = []
         try:
             for concern in concerns:

@@ -51,9 +51,11 @@ def details_for(details: Any, call: OutgoingCall, metadata_type: Callable[..., A
     return details
 
 
-def _outcome_of(future: Any) -> Outcome:
+def _outcome_of(future: Any, unary: bool = False) -> Outcome:
     code = future.code()
-    return Outcome(code, future.details() if code is not _OK else None)
+    if code is not _OK:
+        return Outcome(code, future.details())
+    return Outcome(code, response=future.result() if unary else None)
 
 
 def _end_when_done(scopes: list[Scope]) -> Callable[[Any], None]:
@@ -81,7 +83,7 @@ class ClientInterceptor(
 
     def _intercept(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any, kind: CallKind) -> Any:
         try:
-            call, scopes = self._chain.start(details, kind)
+            call, scopes = self._chain.start(details, kind, request)
         except Rejection as rejection:
             return LocalRpcError(rejection.code, rejection.details, rejection.metadata, cause=rejection.cause)
         try:
@@ -92,7 +94,7 @@ class ClientInterceptor(
         if not outcome.done():  # futures and response streams: judged when they end
             outcome.add_done_callback(_end_when_done(scopes))
             return outcome
-        ended = _outcome_of(outcome)
+        ended = _outcome_of(outcome, unary=not kind.response_streaming)
         end_scopes(scopes, ended)
         # Stamp RPC failures only: an exception raised on the client side (a serializer's, say) stays as is.
         if ended.code is not _OK and call.error_metadata and isinstance(outcome.exception(), grpc.RpcError):

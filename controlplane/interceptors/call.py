@@ -103,14 +103,17 @@ class Outcome:
     """How a call ended: its status code and details (None when there were none).
 
     error: on servers, the exception a handler raised that was not an abort (a bug, say); else None.
+    response: on clients, the response message of a call with one response that ended OK; else None.
     """
 
-    __slots__ = ("code", "details", "error")
+    __slots__ = ("code", "details", "error", "response")
 
-    def __init__(self, code: grpc.StatusCode, details: str | None = None, error: BaseException | None = None) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str | None = None, error: BaseException | None = None,
+                 response: Any = None) -> None:
         self.code = code
         self.details = details
         self.error = error
+        self.response = response  # clients: the response of a call with one response that ended OK
 
     def __repr__(self) -> str:
         return f"Outcome({self.code.name}, {self.details!r})"
@@ -131,15 +134,16 @@ class OutgoingCall:
     the caller wants: concerns must not give it a unary call's default deadline or judge it slow.
     """
 
-    __slots__ = ("error_metadata", "kind", "metadata", "method", "name", "service", "timeout")
+    __slots__ = ("error_metadata", "kind", "metadata", "method", "name", "request", "service", "timeout")
 
-    def __init__(self, method: Method | str, kind: CallKind, timeout: float | None) -> None:
+    def __init__(self, method: Method | str, kind: CallKind, timeout: float | None, request: Any = None) -> None:
         parsed = method if isinstance(method, Method) else method_of(method)
         self.method = parsed.full  # "/pkg.Service/Method"
         self.service = parsed.service  # "pkg.Service"
         self.name = parsed.name  # "Method"
         self.kind = kind
         self.timeout = timeout
+        self.request = request  # the request message, or the iterator of a request stream
         self.metadata: list[tuple[str, str]] = []  # added to the request's metadata
         self.error_metadata: list[tuple[str, str]] = []
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, MutableMapping
+import sys
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -39,7 +40,8 @@ from controlplane.interceptors.methods import MethodSelector
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["TRACE_ID_KEY", "ClientSpans", "ServerSpans", "traced_methods"]
+__all__ = ["TRACE_ID_KEY", "ClientSpans", "ClientTraceIds", "ServerSpans", "ServerTraceIds",
+           "instrumentation_active", "traced_methods"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,40 @@ def traced_methods(environ: Mapping[str, str] | None = None) -> MethodSelector:
     return MethodSelector.excluding("grpc.health.v1.Health", *excluded)
 
 
+_INSTRUMENTORS = {
+    "client": ("GrpcInstrumentorClient", "GrpcAioInstrumentorClient"),
+    "server": ("GrpcInstrumentorServer", "GrpcAioInstrumentorServer"),
+}
+_told: set[str] = set()
+
+
+def instrumentation_active(side: str) -> bool:
+    """Whether opentelemetry-instrumentation-grpc's auto-instrumentation is on for `side` ("client" or
+    "server"): then it makes the spans, and ours would double them."""
+    module = sys.modules.get("opentelemetry.instrumentation.grpc")
+    if module is None:
+        return False
+    for name in _INSTRUMENTORS[side]:
+        instance = getattr(getattr(module, name, None), "_instance", None)
+        if instance is not None and getattr(instance, "_is_instrumented_by_opentelemetry", False):
+            if side not in _told:
+                _told.add(side)
+                log.info("OpenTelemetry's gRPC %s instrumentation is on: its spans are used, ours are not made", side)
+            return True
+    return False
+
+
+RequestHook = Callable[[Span, Any], None]
+ResponseHook = Callable[[Span, Any], None]
+
+
+def _call_hook(hook: Callable[[Span, Any], None], span: Span, value: Any) -> None:
+    try:
+        hook(span, value)
+    except Exception:
+        log.exception("span hook %r failed", hook)
+
+
 def _suppressed() -> bool:
     # opentelemetry.instrumentation.utils.is_instrumentation_enabled(), without importing the instrumentation.
     return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
@@ -102,16 +138,46 @@ _SETTER = _LowerCaseSetter()
 # --- client -------------------------------------------------------------------------------------------
 
 
-class ClientSpans(ClientConcern):
-    """A CLIENT span per call, its context in the request metadata; failed calls carry the trace id."""
+def _stamp_current_trace_id(call: OutgoingCall) -> None:
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        call.error_metadata.append((TRACE_ID_KEY, format_trace_id(span_context.trace_id)))
 
-    def __init__(self, tracer_provider: TracerProvider | None = None, methods: MethodSelector | None = None) -> None:
+
+def _keep_trace_id_in_trailers(context: Any, trace_id: str) -> None:
+    trailing = context.trailing_metadata() or ()
+    if not any(key == TRACE_ID_KEY for key, _ in trailing):  # the handler set trailers of its own
+        context.set_trailing_metadata((*tuple(trailing), (TRACE_ID_KEY, trace_id)))
+
+
+class ClientTraceIds(ClientConcern):
+    """A failed call that came back without a trace id gets the one of the current span (whoever made it)."""
+
+    def start(self, call: OutgoingCall) -> None:
+        _stamp_current_trace_id(call)
+
+
+class ClientSpans(ClientConcern):
+    """A CLIENT span per call, its context in the request metadata; failed calls carry the trace id.
+
+    request_hook(span, request) runs when the span starts; response_hook(span, response) when a call
+    with one response ends OK (as the instrumentation's hooks). When the instrumentation's own
+    auto-instrumentation is on, it makes the spans and this concern only stamps trace ids.
+    """
+
+    def __init__(self, tracer_provider: TracerProvider | None = None, methods: MethodSelector | None = None,
+                 request_hook: RequestHook | None = None, response_hook: ResponseHook | None = None) -> None:
         self._tracer = _tracer(tracer_provider)
+        self._request_hook = request_hook
+        self._response_hook = response_hook
         if methods is not None:
             self.methods = methods
 
     def start(self, call: OutgoingCall) -> _ClientSpan | None:
         if _suppressed():
+            return None
+        if instrumentation_active("client"):
+            _stamp_current_trace_id(call)
             return None
         span = self._tracer.start_span(
             call.method,
@@ -124,14 +190,17 @@ class ClientSpans(ClientConcern):
         span_context = span.get_span_context()
         if span_context.is_valid:
             call.error_metadata.append((TRACE_ID_KEY, format_trace_id(span_context.trace_id)))
-        return _ClientSpan(span)
+        if self._request_hook is not None:
+            _call_hook(self._request_hook, span, call.request)
+        return _ClientSpan(span, self._response_hook)
 
 
 class _ClientSpan:
-    __slots__ = ("_span",)
+    __slots__ = ("_response_hook", "_span")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, response_hook: ResponseHook | None) -> None:
         self._span = span
+        self._response_hook = response_hook
 
     def end(self, outcome: Outcome) -> None:
         span = self._span
@@ -139,23 +208,57 @@ class _ClientSpan:
         if code is not _OK:
             span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
             span.set_status(Status(StatusCode.ERROR, outcome.details))
+        elif self._response_hook is not None and outcome.response is not None:
+            _call_hook(self._response_hook, span, outcome.response)
         span.end()
 
 
 # --- server -------------------------------------------------------------------------------------------
 
 
+class ServerTraceIds(ServerConcern):
+    """The trace id of the current span (whoever made it) in the trailing metadata of every response."""
+
+    def start(self, call: IncomingCall) -> _TraceIdStamp | None:
+        span_context = trace.get_current_span().get_span_context()
+        if not span_context.is_valid:
+            return None
+        trace_id = format_trace_id(span_context.trace_id)
+        call.context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
+        return _TraceIdStamp(trace_id, call.context)
+
+
+class _TraceIdStamp:
+    __slots__ = ("_context", "_trace_id")
+
+    def __init__(self, trace_id: str, context: Any) -> None:
+        self._trace_id = trace_id
+        self._context = context
+
+    def end(self, outcome: Outcome) -> None:
+        _keep_trace_id_in_trailers(self._context, self._trace_id)
+
+
+_SERVER_TRACE_IDS = ServerTraceIds()
+
+
 class ServerSpans(ServerConcern):
-    """A SERVER span per handled call, child of the caller's; the trace id in every response's trailers."""
+    """A SERVER span per handled call, child of the caller's; the trace id in every response's trailers.
+
+    When the instrumentation's own server auto-instrumentation is on, it makes the spans (its interceptor
+    runs first) and this concern only stamps trace ids.
+    """
 
     def __init__(self, tracer_provider: TracerProvider | None = None, methods: MethodSelector | None = None) -> None:
         self._tracer = _tracer(tracer_provider)
         self.methods = methods if methods is not None else traced_methods()
         self._peers: dict[str, dict[str, str]] = {}
 
-    def start(self, call: IncomingCall) -> _ServerSpan | None:
+    def start(self, call: IncomingCall) -> _ServerSpan | _TraceIdStamp | None:
         if _suppressed():
             return None
+        if instrumentation_active("server"):
+            return _SERVER_TRACE_IDS.start(call)
         context = call.context
         metadata = {key: value for key, value in context.invocation_metadata() or ()}
         parent = propagate.extract(metadata) if metadata else None
@@ -216,10 +319,7 @@ class _ServerSpan:
                 span.set_status(Status(StatusCode.ERROR, f"{code}:{outcome.details or code.value[1]}"))
         if outcome.error is not None:
             span.record_exception(outcome.error)
-        trace_id = self._trace_id
-        if trace_id is not None:
-            trailing = self._context.trailing_metadata() or ()
-            if not any(key == TRACE_ID_KEY for key, _ in trailing):  # the handler set trailers of its own
-                self._context.set_trailing_metadata((*tuple(trailing), (TRACE_ID_KEY, trace_id)))
+        if self._trace_id is not None:
+            _keep_trace_id_in_trailers(self._context, self._trace_id)
         span.end()
         otel_context.detach(self._token)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ All concerns, spans included, share one gRPC interceptor: the stack costs one in
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -23,9 +24,17 @@ from controlplane.interceptors.call import ClientConcern, Clock, ServerConcern
 from controlplane.interceptors.deadlines import DeadlineCapture, DeadlineConcern
 from controlplane.interceptors.decoding import AioRefuseUndecodable, RefuseUndecodable
 from controlplane.interceptors.live import LivePolicy
+from controlplane.interceptors.methods import MethodSelector
 from controlplane.interceptors.policy import ClientPolicy
 from controlplane.interceptors.retries import RetryPolicy
-from controlplane.interceptors.spans import ClientSpans, ServerSpans
+from controlplane.interceptors.spans import (
+    ClientSpans,
+    ClientTraceIds,
+    RequestHook,
+    ResponseHook,
+    ServerSpans,
+    ServerTraceIds,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -41,18 +50,31 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class _Tracing:
+    """How a client stack traces: spans (or only trace ids), for which methods, with which hooks."""
+
+    on: bool
+    provider: TracerProvider | None
+    methods: MethodSelector | None = None
+    request_hook: RequestHook | None = None
+    response_hook: ResponseHook | None = None
+
+    def concern(self) -> ClientConcern:
+        if not self.on:
+            return ClientTraceIds()  # x-trace-id stays, whoever makes the spans
+        return ClientSpans(self.provider, self.methods, self.request_hook, self.response_hook)
+
+
 def _client_concerns(
     policy: ClientPolicy | LivePolicy,
-    tracing: bool,
-    tracer_provider: TracerProvider | None,
+    tracing: _Tracing,
     instance: str | None,
     breakers: BreakerRegistry | None,
     bulkheads: BulkheadRegistry | None,
     clock: Clock,
 ) -> list[ClientConcern]:
-    concerns: list[ClientConcern] = []
-    if tracing:
-        concerns.append(ClientSpans(tracer_provider))
+    concerns: list[ClientConcern] = [tracing.concern()]
     if isinstance(policy, LivePolicy):
         return concerns + _live_concerns(policy, instance, breakers, bulkheads)
     if policy.bulkhead is not None or bulkheads is not None:
@@ -89,19 +111,25 @@ def client_interceptors(
     breakers: BreakerRegistry | None = None,
     bulkheads: BulkheadRegistry | None = None,
     clock: Clock = time.monotonic,
-) -> list[Any]:
+    traced_methods: MethodSelector | None = None,
+    request_hook: RequestHook | None = None,
+    response_hook: ResponseHook | None = None,
+) -> list[grpc.UnaryUnaryClientInterceptor]:
     """Interceptors for a sync channel: `grpc.intercept_channel(channel, *client_interceptors(policy))`.
 
     policy: a `ClientPolicy`, or a `LivePolicy` whose changes apply to these interceptors as they run.
-    tracing: OpenTelemetry client spans (global tracer provider unless `tracer_provider` is given).
+    tracing: OpenTelemetry client spans (global tracer provider unless `tracer_provider` is given); off,
+        failed calls still carry the trace id of the current span (`x-trace-id`), whoever made it.
+    traced_methods, request_hook, response_hook: which methods get spans (default all), and the
+        instrumentation's hooks: `request_hook(span, request)`, `response_hook(span, response)`.
     instance: the address the channel talks to; when set, breakers and bulkheads are per (service, instance).
     breakers, bulkheads: registries to share between channels or to read metrics from; when given, they
         replace `policy.breaker` / `policy.bulkhead` (their own policy applies).
     clock: the monotonic clock (seconds) of the breakers created here; tests inject a fake one.
     """
-    policy = policy or ClientPolicy()
-    concerns = _client_concerns(policy, tracing, tracer_provider, instance, breakers, bulkheads, clock)
-    return [ClientInterceptor(concerns)] if concerns else []
+    traces = _Tracing(tracing, tracer_provider, traced_methods, request_hook, response_hook)
+    concerns = _client_concerns(policy or ClientPolicy(), traces, instance, breakers, bulkheads, clock)
+    return [ClientInterceptor(concerns)]
 
 
 def aio_client_interceptors(
@@ -113,20 +141,22 @@ def aio_client_interceptors(
     breakers: BreakerRegistry | None = None,
     bulkheads: BulkheadRegistry | None = None,
     clock: Clock = time.monotonic,
+    traced_methods: MethodSelector | None = None,
+    request_hook: RequestHook | None = None,
+    response_hook: ResponseHook | None = None,
 ) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for a grpc.aio channel: `grpc.aio.insecure_channel(target, interceptors=...)`.
 
     Same arguments as `client_interceptors`.
     """
-    policy = policy or ClientPolicy()
-    concerns = _client_concerns(policy, tracing, tracer_provider, instance, breakers, bulkheads, clock)
-    return aio_client_chain(concerns) if concerns else []
+    traces = _Tracing(tracing, tracer_provider, traced_methods, request_hook, response_hook)
+    return aio_client_chain(_client_concerns(policy or ClientPolicy(), traces, instance, breakers, bulkheads, clock))
 
 
-def _server_concerns(tracing: bool, tracer_provider: TracerProvider | None, clock: Clock) -> list[ServerConcern]:
-    concerns: list[ServerConcern] = [ServerSpans(tracer_provider)] if tracing else []
-    concerns.append(DeadlineCapture(clock))
-    return concerns
+def _server_concerns(tracing: bool, tracer_provider: TracerProvider | None, clock: Clock,
+                     traced_methods: MethodSelector | None) -> list[ServerConcern]:
+    spans = ServerSpans(tracer_provider, traced_methods) if tracing else ServerTraceIds()
+    return [spans, DeadlineCapture(clock)]
 
 
 def server_interceptors(
@@ -134,14 +164,18 @@ def server_interceptors(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     clock: Clock = time.monotonic,
+    traced_methods: MethodSelector | None = None,
 ) -> list[grpc.ServerInterceptor]:
     """Interceptors for a sync server: `grpc.server(pool, interceptors=server_interceptors())`.
 
     A request that cannot be decoded answers INVALID_ARGUMENT (not UNKNOWN or INTERNAL); server spans
     that continue the caller's trace, `x-trace-id` in every response's trailing metadata,
-    and the request's deadline captured as the budget of the calls its handler makes.
+    and the request's deadline captured as the budget of the calls its handler makes. tracing off: no
+    spans of ours, but responses still carry the trace id of the current span (an app's own spans).
+    traced_methods: which methods get spans (default: all but health checks, see `spans.traced_methods`).
     """
-    return [RefuseUndecodable(), ServerInterceptor(_server_concerns(tracing, tracer_provider, clock))]
+    concerns = _server_concerns(tracing, tracer_provider, clock, traced_methods)
+    return [RefuseUndecodable(), ServerInterceptor(concerns)]
 
 
 def aio_server_interceptors(
@@ -149,9 +183,11 @@ def aio_server_interceptors(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     clock: Clock = time.monotonic,
+    traced_methods: MethodSelector | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Interceptors for a grpc.aio server: `grpc.aio.server(interceptors=aio_server_interceptors())`."""
-    return [AioRefuseUndecodable(), AioServerInterceptor(_server_concerns(tracing, tracer_provider, clock))]
+    concerns = _server_concerns(tracing, tracer_provider, clock, traced_methods)
+    return [AioRefuseUndecodable(), AioServerInterceptor(concerns)]
 
 
 def channel_options(policy: ClientPolicy | LivePolicy | RetryPolicy | None = None) -> list[tuple[str, Any]]:

@@ -73,8 +73,9 @@ def trace_id_in(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
 def trace_id_of(call_or_error: Any) -> str | None:
     """The trace id a finished call or an RpcError carries (trailing, then initial metadata).
 
-    Works for sync calls and errors, and for `grpc.aio.AioRpcError`; for a successful grpc.aio call,
-    use `trace_id_in(await call.trailing_metadata())`.
+    Works for sync calls and errors, for `grpc.aio.AioRpcError`, and for a grpc.aio call that has ended
+    (after `await call`, its metadata is already there); for one still running, await
+    `trace_id_in(await call.trailing_metadata())` instead (asking it here raises TypeError).
     """
     for getter in ("trailing_metadata", "initial_metadata"):
         read = getattr(call_or_error, getter, None)
@@ -82,13 +83,22 @@ def trace_id_of(call_or_error: Any) -> str | None:
             continue
         metadata = read()
         if inspect.isawaitable(metadata):
-            if inspect.iscoroutine(metadata):
-                metadata.close()
-            raise TypeError("a grpc.aio call's metadata is awaitable: use trace_id_in(await call.trailing_metadata())")
+            metadata = _ready(metadata)
         found = trace_id_in(metadata)
         if found:
             return found
     return None
+
+
+def _ready(awaitable: Any) -> Any:
+    """The value of an awaitable that needs no waiting (a grpc.aio call's metadata once the call ended)."""
+    coroutine = awaitable if inspect.iscoroutine(awaitable) else awaitable.__await__()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise TypeError("this grpc.aio call is still running: use trace_id_in(await call.trailing_metadata())")
 
 
 class TraceContextFilter(logging.Filter):
@@ -186,13 +196,20 @@ def aio_server_interceptors(
 class TracingSettings:
     """Where spans go, read once from the environment by `from_env()`.
 
-    exporter: "otlp" (OTLP/gRPC; endpoint, headers and TLS from the OTEL_EXPORTER_OTLP_* variables),
+    exporter: "otlp" (endpoint, headers and TLS from the OTEL_EXPORTER_OTLP_* variables),
         "jsonl" (a local file), "console" (stdout) or "none".
     trace_dir: directory of the JSON-lines files, one `<service>.jsonl` per service.
+    protocol: OTLP over "grpc" or "http/protobuf" (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then
+        OTEL_EXPORTER_OTLP_PROTOCOL).
+    max_file_bytes, backup_files: a span file is rotated at this size, keeping this many old ones
+        (CONTROLPLANE_TRACE_MAX_BYTES, CONTROLPLANE_TRACE_BACKUPS).
     """
 
     exporter: Exporter = "jsonl"
     trace_dir: str = ".traces"
+    protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    max_file_bytes: int = 50 * 2**20
+    backup_files: int = 3
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TracingSettings:
@@ -205,12 +222,43 @@ class TracingSettings:
             choice = "otlp" if otlp else "jsonl"
         if choice not in ("otlp", "jsonl", "console", "none"):
             raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported; use otlp, jsonl, console or none")
-        return cls(exporter=choice, trace_dir=env.get("CONTROLPLANE_TRACE_DIR") or ".traces")  # type: ignore[arg-type]
+        protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                    or "grpc").strip().lower()
+        if protocol not in ("grpc", "http/protobuf"):
+            raise ValueError(f"OTLP protocol {protocol!r} is not supported here; use grpc or http/protobuf")
+        return cls(
+            exporter=choice,  # type: ignore[arg-type]
+            trace_dir=env.get("CONTROLPLANE_TRACE_DIR") or ".traces",
+            protocol=protocol,  # type: ignore[arg-type]
+            max_file_bytes=_positive_int(env, "CONTROLPLANE_TRACE_MAX_BYTES", 50 * 2**20),
+            backup_files=_positive_int(env, "CONTROLPLANE_TRACE_BACKUPS", 3, minimum=0),
+        )
 
     def trace_file(self, service_name: str) -> Path:
         """The JSON-lines file of `service_name`."""
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service_name) or "service"
         return Path(self.trace_dir) / f"{safe}.jsonl"
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def app_tracer_provider() -> Any | None:
+    """The application's own global TracerProvider, if it set one (not OpenTelemetry's default proxy)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return provider
 
 
 def setup_tracing(
@@ -225,18 +273,29 @@ def setup_tracing(
     service_name: the `service.name` of every span. trace_file: the JSON-lines file when exporting to a
     file (default: `settings.trace_file(service_name)`). settings: default `TracingSettings.from_env()`.
     Spans are exported in batches; the provider flushes them at exit (or call `provider.force_flush()`).
+
+    When the application already set a global TracerProvider of its own, that one is used and returned
+    (its exporters and sampler apply; a log line says so): spans are never sent to a second provider.
+    An unwritable span folder fails here, with `TraceFileError`, not later with lost spans.
     """
     from controlplane.interceptors._export import build_provider
 
+    existing = app_tracer_provider() if set_global else None
+    if existing is not None:
+        log.info("tracing %s: using the application's own TracerProvider (%s); its exporters apply",
+                 service_name, type(existing).__name__)
+        return existing  # type: ignore[no-any-return]
     settings = settings or TracingSettings.from_env()
     path = Path(trace_file) if trace_file is not None else settings.trace_file(service_name)
-    provider = build_provider(service_name, settings.exporter, path)
+    provider = build_provider(service_name, settings.exporter, path, protocol=settings.protocol,
+                              max_bytes=settings.max_file_bytes, backups=settings.backup_files)
     if set_global:
         trace.set_tracer_provider(provider)
     log.info(
         "tracing %s: exporter %s%s",
         service_name,
         settings.exporter,
-        f" -> {path}" if settings.exporter == "jsonl" else "",
+        f" -> {path}" if settings.exporter == "jsonl" else (f" ({settings.protocol})" if settings.exporter == "otlp"
+                                                             else ""),
     )
     return provider

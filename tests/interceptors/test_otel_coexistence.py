@@ -130,7 +130,7 @@ def test_the_otlp_protocol_variable_picks_the_http_exporter(tmp_path: Path) -> N
                                          "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
     assert (settings.exporter, settings.protocol) == ("otlp", "http/protobuf")
     provider = build_provider("orders", settings.exporter, tmp_path / "x.jsonl", protocol=settings.protocol)
-    (processor,) = provider._active_span_processor._span_processors  # noqa: SLF001
+    (processor,) = provider._active_span_processor._span_processors
     assert type(processor.span_exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
     provider.shutdown()
     with pytest.raises(ValueError, match="http/json"):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import grpc
 from google.protobuf import duration_pb2
@@ -18,9 +20,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SelfRegistration:
-    """Registers this process's gRPC server with the control plane, with a gRPC health check.
+    """Registers this process's gRPC server with the control plane, with a health check.
 
     `control_plane`: one address or several, comma-separated (see controlplane.endpoints).
+    `check`: "grpc" (Consul calls the server's grpc.health.v1 every `check_interval` seconds) or "ttl"
+    (the instance turns critical unless a heartbeat arrives within `ttl` seconds; this object sends one
+    every `ttl / 3` seconds from its keeper thread). `deregister_critical_after`: Consul removes an
+    instance that stayed critical this long (a crashed process that never deregistered); None never.
 
     `register()` retries until the control plane answers (up to `startup_timeout` seconds), then keeps
     the registration asserted: every `reassert_interval` seconds it registers again (the same address and
@@ -40,28 +46,66 @@ class SelfRegistration:
     startup_timeout: float = 30.0
     instance_id: str = ""
     reassert_interval: float = 5.0
+    check: Literal["grpc", "ttl"] = "grpc"
+    ttl: float = 10.0
+    deregister_critical_after: float | None = 60.0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _beats: int = field(default=0, repr=False)
     _keeper: threading.Thread | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.check not in ("grpc", "ttl"):
+            raise ValueError(f"check must be 'grpc' or 'ttl', got {self.check!r}")
+        if self.check == "ttl" and not 1 <= self.ttl <= 86_400:
+            raise ValueError(f"ttl must be 1..86400 seconds, got {self.ttl}")
+        if self.deregister_critical_after is not None and not 60 <= self.deregister_critical_after <= 30 * 86_400:
+            raise ValueError("deregister_critical_after must be 60 s (Consul's minimum) .. 30 days, or None")
 
     def register(self) -> registry_pb2.Instance:
         with endpoints.channel(self.control_plane) as channel:
             instance = self._register_until_answered(registry_pb2_grpc.RegistryServiceStub(channel),
                                                      self.startup_timeout)
-        if self.reassert_interval > 0 and self._keeper is None:
+        if (self.reassert_interval > 0 or self.check == "ttl") and self._keeper is None:
             self._stop.clear()
             self._keeper = threading.Thread(target=self._keep, name=f"registration:{self.service}", daemon=True)
             self._keeper.start()
         return instance
 
     def _keep(self) -> None:
-        with endpoints.channel(self.control_plane) as channel:  # one channel for every re-assertion
+        """Heartbeats (TTL checks) and re-assertions, on one channel, until `deregister()`."""
+        beat = self.ttl / 3 if self.check == "ttl" else None
+        reassert = self.reassert_interval if self.reassert_interval > 0 else None
+        steps = [s for s in (beat, reassert) if s is not None]
+        step = min(steps)
+        next_beat = next_reassert = time.monotonic()
+        with endpoints.channel(self.control_plane) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
-            while not self._stop.wait(self.reassert_interval):
+            while not self._stop.wait(step):
+                now = time.monotonic()
+                if beat is not None and now >= next_beat:
+                    next_beat = now + beat
+                    self._heartbeat(stub)
+                if reassert is not None and now >= next_reassert + reassert:
+                    next_reassert = now
+                    try:
+                        self._register_until_answered(stub, 0)
+                    except grpc.RpcError as exc:
+                        log.warning("re-asserting %s's registration failed (%s); trying again in %.0fs",
+                                    self.service, exc.code().name, reassert)
+
+    def _heartbeat(self, stub: registry_pb2_grpc.RegistryServiceStub) -> None:
+        self._beats += 1
+        note = f"heartbeat {self._beats} from pid {os.getpid()}"  # Consul shows it as the check's output
+        try:
+            stub.Heartbeat(registry_pb2.HeartbeatRequest(instance_id=self.instance_id, note=note), timeout=5.0)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:  # Consul lost it: register again at once
                 try:
                     self._register_until_answered(stub, 0)
-                except grpc.RpcError as exc:
-                    log.warning("re-asserting %s's registration failed (%s); trying again in %.0fs", self.service,
-                                exc.code().name, self.reassert_interval)
+                except grpc.RpcError as again:
+                    log.warning("re-registering %s failed (%s)", self.service, again.code().name)
+            else:
+                log.warning("heartbeat of %s failed (%s)", self.instance_id, exc.code().name)
 
     def _register_until_answered(self, stub: registry_pb2_grpc.RegistryServiceStub,
                                  timeout: float) -> registry_pb2.Instance:
@@ -73,7 +117,7 @@ class SelfRegistration:
             version=self.version,
             tags=list(self.tags),
             metadata=self.metadata,
-            check=registry_pb2.HealthCheck(grpc=registry_pb2.GrpcHealthCheck(interval=_duration(self.check_interval))),
+            check=self._check(),
         )
         deadline = time.monotonic() + timeout
         delay = 0.1
@@ -91,6 +135,16 @@ class SelfRegistration:
                 log.info("control plane not ready (%s); retrying in %.1fs", exc.code().name, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _check(self) -> registry_pb2.HealthCheck:
+        check = registry_pb2.HealthCheck()
+        if self.check == "ttl":
+            check.ttl.ttl.CopyFrom(_duration(self.ttl))
+        else:
+            check.grpc.interval.CopyFrom(_duration(self.check_interval))
+        if self.deregister_critical_after is not None:
+            check.deregister_critical_after.CopyFrom(_duration(self.deregister_critical_after))
+        return check
 
     def deregister(self) -> None:
         self._stop.set()

@@ -72,6 +72,23 @@ class _WrappedHandlers:
         return wrapped
 
 
+class _Around:
+    """The concerns' scopes around one handler call: started on entry, ended on exit with the status the
+    handler left (a class, not a generator-based context manager: this runs on every call)."""
+
+    __slots__ = ("_call", "_concerns", "_scopes")
+
+    def __init__(self, concerns: tuple[ServerConcern, ...], call: IncomingCall) -> None:
+        self._concerns = concerns
+        self._call = call
+
+    def __enter__(self) -> None:
+        self._scopes = ServerChain.start(self._concerns, self._call)
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        end_scopes(self._scopes, server_outcome(self._call.context, error))
+
+
 class ServerInterceptor(grpc.ServerInterceptor):
     """Runs a chain of server concerns around every handler of a sync server (thread per request)."""
 
@@ -84,32 +101,17 @@ class ServerInterceptor(grpc.ServerInterceptor):
     @staticmethod
     def _wrap(method: Method, concerns: tuple[ServerConcern, ...], behavior: Callable[..., Any],
               kind: CallKind) -> Callable[..., Any]:
-        start = ServerChain.start
         if kind.response_streaming:
 
             def streaming(request: Any, context: Any) -> Any:
-                scopes = start(concerns, IncomingCall(method, kind, context))
-                error: BaseException | None = None
-                try:
+                with _Around(concerns, IncomingCall(method, kind, context)):
                     yield from behavior(request, context)
-                except BaseException as raised:
-                    error = raised
-                    raise
-                finally:
-                    end_scopes(scopes, server_outcome(context, error))
 
             return streaming
 
         def unary(request: Any, context: Any) -> Any:
-            scopes = start(concerns, IncomingCall(method, kind, context))
-            error: BaseException | None = None
-            try:
+            with _Around(concerns, IncomingCall(method, kind, context)):
                 return behavior(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                end_scopes(scopes, server_outcome(context, error))
 
         return unary
 
@@ -127,36 +129,21 @@ class AioServerInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _wrap(method: Method, concerns: tuple[ServerConcern, ...], behavior: Callable[..., Any],
               kind: CallKind) -> Callable[..., Any]:
-        start = ServerChain.start
         if kind.response_streaming and inspect.isasyncgenfunction(behavior):
 
             async def streaming(request: Any, context: Any) -> Any:
-                scopes = start(concerns, IncomingCall(method, kind, context))
-                error: BaseException | None = None
-                try:
+                with _Around(concerns, IncomingCall(method, kind, context)):
                     async for response in behavior(request, context):
                         yield response
-                except BaseException as raised:
-                    error = raised
-                    raise
-                finally:
-                    end_scopes(scopes, server_outcome(context, error))
 
             return streaming
 
         # Unary handlers, and streaming handlers that write with `await context.write()`.
         async def call(request: Any, context: Any) -> Any:
-            scopes = start(concerns, IncomingCall(method, kind, context))
-            error: BaseException | None = None
-            try:
+            with _Around(concerns, IncomingCall(method, kind, context)):
                 result = behavior(request, context)
                 if inspect.isawaitable(result):
                     result = await result
                 return result
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                end_scopes(scopes, server_outcome(context, error))
 
         return call

@@ -12,8 +12,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controlplane.config.servicer import ConfigServicer
-from controlplane.consul.client import connect, consul_call
+from controlplane.consul.client import connect, consul_call, observe_requests
 from controlplane.interceptors import aio_server_interceptors
+from controlplane.metrics import Metrics
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.servicer import RegistryServicer
 from controlplane.registry.store import RegistryStore
@@ -52,9 +53,12 @@ class ControlPlane:
     _saga: SagaService | None = None
     _config: ConfigServicer | None = None
     _reachability: Reachability = field(default_factory=Reachability)
+    metrics_port: int = 0  # the Prometheus endpoint's port (0: none)
+    _metrics_served: Metrics | None = None
 
     async def start(self) -> ControlPlane:
         s = self.settings
+        metrics = self._metrics()
         client = connect(s.consul_addr, request_timeout=s.consul_timeout)
         blocking = connect(s.consul_addr, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0,
                            connections=s.cache.max_watches + s.config.max_watches + 16)
@@ -64,7 +68,7 @@ class ControlPlane:
         self._cache = InstanceCache(store, s.cache, reachability=self._reachability)
 
         # Server spans continue callers' traces; the saga's calls to participants continue the saga's.
-        server = grpc.aio.server(interceptors=aio_server_interceptors())
+        server = grpc.aio.server(interceptors=aio_server_interceptors(metrics=metrics))
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
         self._config = ConfigServicer.create(
             client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff,
@@ -85,12 +89,30 @@ class ControlPlane:
             advertise=(_advertised_host(s.listen), self.port),
         )
         saga_pb2_grpc.add_SagaServiceServicer_to_server(self._saga.servicer, server)
+        if metrics is not None:
+            metrics.watch_breakers(self._saga.invoker.breakers)  # the breakers of calls to participants
         await self._set_serving(await self._consul_serves(client))
         await server.start()
         self._server = server
         self._tasks.append(asyncio.get_running_loop().create_task(self._probe_consul(client)))
         log.info("control plane serving on %s (port %d), Consul at %s", s.listen, self.port, s.consul_addr)
         return self
+
+    def _metrics(self) -> Metrics | None:
+        """The process's metrics, served at `metrics_listen`; None when it is "". A port that is taken is
+        logged and leaves the control plane running without the endpoint (metrics must not take it down)."""
+        listen = self.settings.metrics_listen
+        if not listen:
+            return None
+        metrics = Metrics()
+        observe_requests(metrics.observe_consul)
+        try:
+            self.metrics_port = metrics.serve(listen)
+            self._metrics_served = metrics
+            log.info("metrics at http://%s:%d/metrics", listen.rpartition(":")[0], self.metrics_port)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s (%s); running without the endpoint", listen, exc)
+        return metrics
 
     async def _set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -131,6 +153,8 @@ class ControlPlane:
         """Refuse new calls, end watch streams, let in-flight calls finish within `grace` seconds."""
         grace = self.settings.shutdown_grace if grace is None else grace
         await self._health.enter_graceful_shutdown()
+        if self._metrics_served is not None:
+            await asyncio.to_thread(self._metrics_served.close)
         for task in self._tasks:
             task.cancel()
         stopping = asyncio.ensure_future(self._server.stop(grace)) if self._server else None

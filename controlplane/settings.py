@@ -32,6 +32,8 @@ class ServerSettings:
     consul_probe_timeout: float = 1.0
     # Time in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 10.0
+    # host:port of the Prometheus metrics endpoint (CONTROLPLANE_METRICS_LISTEN); "" serves none.
+    metrics_listen: str = "127.0.0.1:9464"
     cache: CacheSettings = field(default_factory=CacheSettings)
     config: ConfigSettings = field(default_factory=ConfigSettings)
     saga: SagaSettings = field(default_factory=SagaSettings)
@@ -69,6 +71,9 @@ class ServerSettings:
         parser.add_argument("--shutdown-grace", type=float,
                             default=float(env.get("CONTROLPLANE_SHUTDOWN_GRACE", defaults.shutdown_grace)),
                             help="seconds in-flight calls get after SIGTERM [env CONTROLPLANE_SHUTDOWN_GRACE]")
+        parser.add_argument("--metrics-listen", default=env.get("CONTROLPLANE_METRICS_LISTEN", defaults.metrics_listen),
+                            help="host:port of the Prometheus metrics endpoint, '' for none "
+                                 "[env CONTROLPLANE_METRICS_LISTEN, default %(default)s]")
         SagaSettings.add_arguments(parser, env)
         args = parser.parse_args(argv)
         return cls(
@@ -79,6 +84,7 @@ class ServerSettings:
             consul_probe_interval=args.consul_probe_interval,
             consul_probe_timeout=args.consul_probe_timeout,
             shutdown_grace=args.shutdown_grace,
+            metrics_listen=args.metrics_listen,
             cache=CacheSettings(
                 blocking_wait=args.blocking_wait,
                 backoff=Backoff(initial=min(0.1, args.retry_max), maximum=args.retry_max),

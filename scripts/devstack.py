@@ -138,8 +138,9 @@ def _launch(name: str, consul_addr: str) -> int:
     """Start one replica or demo service, exactly as `up` does."""
     if name in REPLICA_NAMES:
         addr = REPLICA_ADDRS[REPLICA_NAMES.index(name)]
+        metrics = f"127.0.0.1:{9464 + REPLICA_NAMES.index(name)}"  # 9464, 9465, ...
         return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr,
-                             "--saga-definitions", str(DEFINITIONS)])
+                             "--saga-definitions", str(DEFINITIONS), "--metrics-listen", metrics])
     return _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{DEMO[name]}"],
                   env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
 

@@ -67,6 +67,8 @@ class ControlPlaneProcess:
             "0.2",
             "--shutdown-grace",
             "5",
+            "--metrics-listen",
+            "",  # tests that read metrics pass their own port in extra_args (the later flag wins)
             *self.extra_args,
         ]
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
@@ -15,6 +16,17 @@ from controlplane.errors import ConsulUnavailable, DomainError, LimitExceeded, O
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+ConsulObserver = Callable[[str, str, float], None]
+"""Told of every Consul request: (what, outcome, seconds); outcome is ok, not_found, conflict, unavailable,
+unknown (a write without an answer) or refused."""
+_observer: ConsulObserver | None = None
+
+
+def observe_requests(observer: ConsulObserver | None) -> None:
+    """Report every `consul_call` of this process to `observer` (metrics); None stops."""
+    global _observer
+    _observer = observer
 
 
 def split_address(http_addr: str) -> tuple[str, int]:
@@ -48,19 +60,33 @@ async def consul_call(operation: Awaitable[T], *, what: str, write: bool = False
     through something Consul refuses (its checks should have caught it first): too large is
     RESOURCE_EXHAUSTED, anything else INVALID_ARGUMENT, both in our words with Consul's reason cut short.
     """
+    started = time.perf_counter()
+    outcome = "ok"
     try:
         return await operation
     except (TimeoutError, aiohttp.ClientError, consul.Timeout, OSError) as exc:
         if write and not isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
+            outcome = "unknown"
             raise OutcomeUnknown(f"Consul did not answer the write ({what}) in time: it may or may not have been "
                                  "applied; read the current state before retrying") from exc
+        outcome = "unavailable"
         raise ConsulUnavailable(f"Consul is unreachable ({what}): {type(exc).__name__} {exc}".strip()) from exc
     except consul.NotFound:
+        outcome = "not_found"
         raise
     except consul.ConsulException as exc:
         if str(exc).startswith("409 "):  # a transaction's compare-and-set failed: the caller knows what it means
+            outcome = "conflict"
             raise
-        raise translate_refusal(str(exc), what) from exc
+        error = translate_refusal(str(exc), what)
+        outcome = "unavailable" if isinstance(error, ConsulUnavailable) else "refused"
+        raise error from exc
+    except BaseException:
+        outcome = "cancelled"
+        raise
+    finally:
+        if _observer is not None:
+            _observer(what, outcome, time.perf_counter() - started)
 
 
 _STATUS = re.compile(r"\A(\d{3}) ")

@@ -39,6 +39,8 @@ from controlplane.interceptors.spans import (
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
+    from controlplane.metrics import Metrics
+
 __all__ = [
     "ClientPolicy",
     "LivePolicy",
@@ -73,8 +75,13 @@ def _client_concerns(
     breakers: BreakerRegistry | None,
     bulkheads: BulkheadRegistry | None,
     clock: Clock,
+    metrics: Metrics | None = None,
 ) -> list[ClientConcern]:
     concerns: list[ClientConcern] = [tracing.concern()]
+    if metrics is not None:  # outside the others: local refusals are counted with their status
+        from controlplane.metrics import ClientMetrics
+
+        concerns.append(ClientMetrics(metrics))
     if isinstance(policy, LivePolicy):
         return concerns + _live_concerns(policy, instance, breakers, bulkheads)
     if policy.bulkhead is not None or bulkheads is not None:
@@ -114,6 +121,7 @@ def client_interceptors(
     traced_methods: MethodSelector | None = None,
     request_hook: RequestHook | None = None,
     response_hook: ResponseHook | None = None,
+    metrics: Metrics | None = None,
 ) -> list[grpc.UnaryUnaryClientInterceptor]:
     """Interceptors for a sync channel: `grpc.intercept_channel(channel, *client_interceptors(policy))`.
 
@@ -122,13 +130,14 @@ def client_interceptors(
         failed calls still carry the trace id of the current span (`x-trace-id`), whoever made it.
     traced_methods, request_hook, response_hook: which methods get spans (default all), and the
         instrumentation's hooks: `request_hook(span, request)`, `response_hook(span, response)`.
+    metrics: a `controlplane.metrics.Metrics` to count and time the calls in (grpc_client_* families).
     instance: the address the channel talks to; when set, breakers and bulkheads are per (service, instance).
     breakers, bulkheads: registries to share between channels or to read metrics from; when given, they
         replace `policy.breaker` / `policy.bulkhead` (their own policy applies).
     clock: the monotonic clock (seconds) of the breakers created here; tests inject a fake one.
     """
     traces = _Tracing(tracing, tracer_provider, traced_methods, request_hook, response_hook)
-    concerns = _client_concerns(policy or ClientPolicy(), traces, instance, breakers, bulkheads, clock)
+    concerns = _client_concerns(policy or ClientPolicy(), traces, instance, breakers, bulkheads, clock, metrics)
     return [ClientInterceptor(concerns)]
 
 
@@ -144,19 +153,27 @@ def aio_client_interceptors(
     traced_methods: MethodSelector | None = None,
     request_hook: RequestHook | None = None,
     response_hook: ResponseHook | None = None,
+    metrics: Metrics | None = None,
 ) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for a grpc.aio channel: `grpc.aio.insecure_channel(target, interceptors=...)`.
 
     Same arguments as `client_interceptors`.
     """
     traces = _Tracing(tracing, tracer_provider, traced_methods, request_hook, response_hook)
-    return aio_client_chain(_client_concerns(policy or ClientPolicy(), traces, instance, breakers, bulkheads, clock))
+    concerns = _client_concerns(policy or ClientPolicy(), traces, instance, breakers, bulkheads, clock, metrics)
+    return aio_client_chain(concerns)
 
 
 def _server_concerns(tracing: bool, tracer_provider: TracerProvider | None, clock: Clock,
-                     traced_methods: MethodSelector | None) -> list[ServerConcern]:
-    spans = ServerSpans(tracer_provider, traced_methods) if tracing else ServerTraceIds()
-    return [spans, DeadlineCapture(clock)]
+                     traced_methods: MethodSelector | None, metrics: Metrics | None) -> list[ServerConcern]:
+    concerns: list[ServerConcern] = []
+    if metrics is not None:
+        from controlplane.metrics import ServerMetrics
+
+        concerns.append(ServerMetrics(metrics))
+    concerns.append(ServerSpans(tracer_provider, traced_methods) if tracing else ServerTraceIds())
+    concerns.append(DeadlineCapture(clock))
+    return concerns
 
 
 def server_interceptors(
@@ -165,6 +182,7 @@ def server_interceptors(
     tracer_provider: TracerProvider | None = None,
     clock: Clock = time.monotonic,
     traced_methods: MethodSelector | None = None,
+    metrics: Metrics | None = None,
 ) -> list[grpc.ServerInterceptor]:
     """Interceptors for a sync server: `grpc.server(pool, interceptors=server_interceptors())`.
 
@@ -173,8 +191,9 @@ def server_interceptors(
     and the request's deadline captured as the budget of the calls its handler makes. tracing off: no
     spans of ours, but responses still carry the trace id of the current span (an app's own spans).
     traced_methods: which methods get spans (default: all but health checks, see `spans.traced_methods`).
+    metrics: a `controlplane.metrics.Metrics` to count and time handled calls in (grpc_server_* families).
     """
-    concerns = _server_concerns(tracing, tracer_provider, clock, traced_methods)
+    concerns = _server_concerns(tracing, tracer_provider, clock, traced_methods, metrics)
     return [RefuseUndecodable(), ServerInterceptor(concerns)]
 
 
@@ -184,9 +203,10 @@ def aio_server_interceptors(
     tracer_provider: TracerProvider | None = None,
     clock: Clock = time.monotonic,
     traced_methods: MethodSelector | None = None,
+    metrics: Metrics | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Interceptors for a grpc.aio server: `grpc.aio.server(interceptors=aio_server_interceptors())`."""
-    concerns = _server_concerns(tracing, tracer_provider, clock, traced_methods)
+    concerns = _server_concerns(tracing, tracer_provider, clock, traced_methods, metrics)
     return [AioRefuseUndecodable(), AioServerInterceptor(concerns)]
 
 

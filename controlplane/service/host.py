@@ -56,6 +56,8 @@ class HostSettings:
     shutdown_grace: seconds in-flight calls get on SIGTERM.
     tracing: spans of our own (off: x-trace-id still follows an app's own spans).
     reflection: serve grpc.reflection.v1alpha for the services added.
+    metrics_listen: host:port of a Prometheus endpoint (RPCs served and made, breakers, bulkheads); None
+        for none. A port that is taken is logged and the service runs without it.
     """
 
     service: str
@@ -72,6 +74,7 @@ class HostSettings:
     tracing: bool = True
     reflection: bool = True
     max_workers: int = 16
+    metrics_listen: str | None = None
 
     def advertised_host(self) -> str:
         host = self.advertise or self.listen.rpartition(":")[0] or "127.0.0.1"
@@ -93,6 +96,26 @@ class _HostBase:
         self._registration: Any = None
         self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
+        self.metrics_port = 0  # the Prometheus endpoint's port (0: none)
+        self.metrics = self._metrics()
+
+    def _metrics(self) -> Any:
+        """The host's metrics (a `controlplane.metrics.Metrics`), served at `metrics_listen`; None without."""
+        if self.settings.metrics_listen is None:
+            return None
+        from controlplane.metrics import Metrics
+
+        metrics = Metrics()
+        metrics.watch_breakers(self.live_policy.breakers)
+        metrics.watch_bulkheads(self.live_policy.bulkheads)
+        try:
+            self.metrics_port = metrics.serve(self.settings.metrics_listen)
+            self._closers.append(metrics.close)
+        except OSError as exc:
+            self.metrics_port = 0
+            log.error("cannot serve metrics on %s (%s); running without the endpoint", self.settings.metrics_listen,
+                      exc)
+        return metrics
 
     @property
     def config(self) -> Any:
@@ -175,7 +198,8 @@ class ServiceHost(_HostBase):
                  options: Sequence[tuple[str, Any]] = ()) -> None:
         super().__init__(settings, policy)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-                                  interceptors=server_interceptors(tracing=settings.tracing), options=list(options))
+                                  interceptors=server_interceptors(tracing=settings.tracing, metrics=self.metrics),
+                                  options=list(options))
 
     def channel_to(self, service: str) -> grpc.Channel:
         """A channel to every passing instance of `service`, through the client interceptors under the
@@ -188,7 +212,7 @@ class ServiceHost(_HostBase):
         discovered = DiscoveryChannel(service, self.settings.control_plane, options=channel_options(self.live_policy))
         self._closers.append(discovered.close)
         self._closers.append(discovered.follow(self.live_policy))
-        return grpc.intercept_channel(discovered, *client_interceptors(self.live_policy, tracing=self.settings.tracing))
+        return grpc.intercept_channel(discovered, *self._client_interceptors())
 
     def control_plane_channel(self, idempotent: Sequence[str] = ()) -> grpc.Channel:
         """A channel to the control plane's replicas through the client interceptors."""
@@ -196,7 +220,10 @@ class ServiceHost(_HostBase):
             raise ValueError("control_plane_channel needs a control plane (HostSettings.control_plane)")
         channel = endpoints.channel(self.settings.control_plane, idempotent=idempotent)
         self._closers.append(channel.close)
-        return grpc.intercept_channel(channel, *client_interceptors(self.live_policy, tracing=self.settings.tracing))
+        return grpc.intercept_channel(channel, *self._client_interceptors())
+
+    def _client_interceptors(self) -> list[grpc.UnaryUnaryClientInterceptor]:
+        return client_interceptors(self.live_policy, tracing=self.settings.tracing, metrics=self.metrics)
 
     def start(self, *services: str) -> int:
         """Serve `services` (their full names, for health and reflection), register, mark SERVING; the port."""
@@ -241,7 +268,8 @@ class AioServiceHost(_HostBase):
     def __init__(self, settings: HostSettings, *, policy: ClientPolicy | None = None,
                  options: Sequence[tuple[str, Any]] = ()) -> None:
         super().__init__(settings, policy)
-        self.server = grpc.aio.server(interceptors=aio_server_interceptors(tracing=settings.tracing),
+        self.server = grpc.aio.server(interceptors=aio_server_interceptors(tracing=settings.tracing,
+                                                                           metrics=self.metrics),
                                       options=list(options))
 
     def control_plane_channel(self, idempotent: Sequence[str] = ()) -> grpc.aio.Channel:
@@ -249,14 +277,15 @@ class AioServiceHost(_HostBase):
         if not self.settings.control_plane:
             raise ValueError("control_plane_channel needs a control plane (HostSettings.control_plane)")
         return endpoints.aio_channel(self.settings.control_plane, idempotent=idempotent,
-                                     interceptors=aio_client_interceptors(self.live_policy,
-                                                                          tracing=self.settings.tracing))
+                                     interceptors=self._client_interceptors())
 
     def channel_to(self, target: str) -> grpc.aio.Channel:
         """A grpc.aio channel to `target` (host:port, several comma-separated, or dns:///name:port), through
         the client interceptors under the live client policy."""
-        return endpoints.aio_channel(target, interceptors=aio_client_interceptors(self.live_policy,
-                                                                                  tracing=self.settings.tracing))
+        return endpoints.aio_channel(target, interceptors=self._client_interceptors())
+
+    def _client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        return aio_client_interceptors(self.live_policy, tracing=self.settings.tracing, metrics=self.metrics)
 
     async def start(self, *services: str) -> int:
         self._add_health_and_reflection(self.server, services)

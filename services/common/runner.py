@@ -75,6 +75,12 @@ class ServiceSpec:
     default_port: int
     version: str = "0.1.0"
 
+    @property
+    def metrics_port(self) -> int:
+        """The default Prometheus port: 9471 user, 9472 order, 9473 payment, 9474 inventory (the control
+        plane: 9464)."""
+        return 9410 + self.default_port - 50000
+
 
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     env = os.environ
@@ -95,6 +101,12 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         help="config environment to follow [env DEMO_ENVIRONMENT, default %(default)s]",
     )
     parser.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
+    parser.add_argument(
+        "--metrics-listen",
+        default=env.get("SERVICE_METRICS_LISTEN", f"127.0.0.1:{spec.metrics_port}"),
+        help="host:port of the Prometheus metrics endpoint, '' for none [env SERVICE_METRICS_LISTEN, "
+             "default %(default)s]",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name} trace=%(trace_id)s: %(message)s"
@@ -103,7 +115,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     setup_tracing(spec.name)
     host = ServiceHost(HostSettings(service=spec.name, listen=args.listen, control_plane=args.control_plane,
                                     version=spec.version, environment=args.environment,
-                                    shutdown_grace=args.shutdown_grace))
+                                    shutdown_grace=args.shutdown_grace, metrics_listen=args.metrics_listen or None))
     runtime = Runtime(host)
     spec.add_to_server(host.server, runtime)
     try:

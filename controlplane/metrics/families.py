@@ -1,0 +1,160 @@
+"""The metric families of one process, and their exposition over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from controlplane.interceptors.breaker import BreakerRegistry, State, StateChange
+from controlplane.interceptors.bulkhead import BulkheadRegistry
+
+__all__ = ["Metrics"]
+
+log = logging.getLogger(__name__)
+
+# Seconds: from well under a loopback call to a slow Consul write or a long deadline.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+MAX_OPERATIONS = 200  # distinct Consul operation labels; beyond this, "other" (labels must stay bounded)
+
+
+class Metrics:
+    """The metric families of one process (see the package docstring)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.server_started = Counter("grpc_server_started_total", "RPCs started on the server.", RPC_LABELS,
+                                      registry=r)
+        self.server_handled = Counter("grpc_server_handled_total", "RPCs completed on the server, by status.",
+                                      (*RPC_LABELS, "grpc_code"), registry=r)
+        self.server_seconds = Histogram("grpc_server_handling_seconds", "Time to handle an RPC, to its status.",
+                                        RPC_LABELS, buckets=LATENCY_BUCKETS, registry=r)
+        self.server_in_flight = Gauge("grpc_server_in_flight", "RPCs being handled now (open streams included).",
+                                      RPC_LABELS, registry=r)
+        self.client_started = Counter("grpc_client_started_total", "RPCs started by clients.", RPC_LABELS,
+                                      registry=r)
+        self.client_handled = Counter("grpc_client_handled_total",
+                                      "RPCs completed by clients, by status (local refusals included).",
+                                      (*RPC_LABELS, "grpc_code"), registry=r)
+        self.client_seconds = Histogram("grpc_client_handling_seconds", "Time from start to status of an RPC.",
+                                        RPC_LABELS, buckets=LATENCY_BUCKETS, registry=r)
+        self.client_in_flight = Gauge("grpc_client_in_flight", "RPCs in flight from this process.", RPC_LABELS,
+                                      registry=r)
+        self.breaker_transitions = Counter("controlplane_breaker_transitions_total",
+                                           "Circuit breaker state changes.", ("breaker", "from_state", "to_state"),
+                                           registry=r)
+        self.consul_seconds = Histogram("controlplane_consul_request_seconds",
+                                        "Consul HTTP requests, by operation and outcome.", ("operation", "outcome"),
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self._operations: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._http: Any = None
+
+    # --- breakers and bulkheads ---
+
+    def watch_breakers(self, breakers: BreakerRegistry) -> None:
+        """Export the state, refusals and transitions of every breaker of `breakers`, present and future."""
+        self.registry.register(_BreakerCollector(breakers))
+        breakers.add_listener(self._transition)
+
+    def watch_bulkheads(self, bulkheads: BulkheadRegistry) -> None:
+        """Export the slots in use, waiting callers and refusals of every bulkhead of `bulkheads`."""
+        self.registry.register(_BulkheadCollector(bulkheads))
+
+    def _transition(self, change: StateChange) -> None:
+        self.breaker_transitions.labels(change.breaker, change.old.value, change.new.value).inc()
+
+    # --- Consul ---
+
+    def observe_consul(self, what: str, outcome: str, seconds: float) -> None:
+        """One Consul request (`consul_call`'s `what`, reduced to its operation: no keys, ids or names)."""
+        operation = self._operations.get(what)
+        if operation is None:
+            operation = _operation(what)
+            with self._lock:
+                if len(self._operations) < 10_000:
+                    known = set(self._operations.values())
+                    if operation not in known and len(known) >= MAX_OPERATIONS:
+                        operation = "other"
+                    self._operations[what] = operation
+        self.consul_seconds.labels(operation, outcome).observe(seconds)
+
+    # --- exposition ---
+
+    def serve(self, listen: str) -> int:
+        """Serve the Prometheus text format at http://LISTEN/metrics (any path); returns the port.
+        OSError when the address cannot be bound."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        self._http = server
+        return int(server.server_port)
+
+    def close(self) -> None:
+        """Stop serving (the families keep their values)."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def _operation(what: str) -> str:
+    """ "head of saga-3f2a" -> "head"; "write config of orders" -> "write config"; "list saga locks" as is."""
+    words = []
+    for word in what.split():
+        if word == "of" or not _WORD.fullmatch(word):
+            break
+        words.append(word)
+    return " ".join(words) or "other"
+
+
+class _BreakerCollector(Collector):
+    def __init__(self, breakers: BreakerRegistry) -> None:
+        self._breakers = breakers
+
+    def collect(self) -> Iterator[Any]:
+        state = GaugeMetricFamily("controlplane_breaker_state", "1 for a breaker's current state, 0 for the others.",
+                                  labels=("breaker", "state"))
+        refused = CounterMetricFamily("controlplane_breaker_not_permitted", "Calls a breaker refused.",
+                                      labels=("breaker",))
+        failure_rate = GaugeMetricFamily("controlplane_breaker_failure_rate",
+                                         "Failure rate in the breaker's window (0..1).", labels=("breaker",))
+        for name, snapshot in self._breakers.snapshot().items():
+            for candidate in State:
+                state.add_metric((name, candidate.value), 1.0 if snapshot.state is candidate else 0.0)
+            refused.add_metric((name,), snapshot.rejected)
+            failure_rate.add_metric((name,), snapshot.failure_rate)
+        yield from (state, refused, failure_rate)
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+
+class _BulkheadCollector(Collector):
+    def __init__(self, bulkheads: BulkheadRegistry) -> None:
+        self._bulkheads = bulkheads
+
+    def collect(self) -> Iterator[Any]:
+        in_use = GaugeMetricFamily("controlplane_bulkhead_in_use", "Slots held by calls in flight.",
+                                   labels=("bulkhead",))
+        waiting = GaugeMetricFamily("controlplane_bulkhead_waiting", "Calls waiting for a slot.", labels=("bulkhead",))
+        rejected = CounterMetricFamily("controlplane_bulkhead_rejected", "Calls refused for want of a slot.",
+                                       labels=("bulkhead",))
+        for name, snapshot in self._bulkheads.snapshot().items():
+            in_use.add_metric((name,), snapshot.in_flight)
+            waiting.add_metric((name,), snapshot.waiting)
+            rejected.add_metric((name,), snapshot.rejected)
+        yield from (in_use, waiting, rejected)
+
+    def describe(self) -> Iterable[Any]:
+        return []

@@ -1,0 +1,113 @@
+"""Prometheus metrics: exact counts after known traffic, breakers and bulkheads, the control plane's endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.request
+from concurrent import futures
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controlplane.interceptors import (
+    BreakerPolicy,
+    BreakerRegistry,
+    BulkheadPolicy,
+    BulkheadRegistry,
+    ClientPolicy,
+    client_interceptors,
+    server_interceptors,
+)
+from controlplane.metrics import Metrics
+from controlplane.v1 import registry_pb2, registry_pb2_grpc
+from tests.helpers import ControlPlaneProcess, free_port, wait_until
+from tests.interceptors.servers import SERVICE, UNARY, Behavior, dead_address, sync_channel, sync_served
+
+UNARY_LABELS = {"grpc_type": "unary", "grpc_service": SERVICE, "grpc_method": "Unary"}
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+def test_served_and_made_calls_are_counted_by_code_and_timed() -> None:
+    server_side, client_side = Metrics(), Metrics()
+    behavior = Behavior()
+    behavior.fail_first = [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND]
+    with sync_served(behavior, client_interceptors(tracing=False, metrics=client_side),
+                     server_interceptors(tracing=False, metrics=server_side)) as channel:
+        unary = channel.unary_unary(UNARY)
+        for _ in range(5):
+            with contextlib.suppress(grpc.RpcError):
+                unary(b"x", timeout=5)
+    for metrics, side in ((server_side, "server"), (client_side, "client")):
+        assert value(metrics, f"grpc_{side}_started_total", **UNARY_LABELS) == 5
+        assert value(metrics, f"grpc_{side}_handled_total", **UNARY_LABELS, grpc_code="OK") == 3
+        assert value(metrics, f"grpc_{side}_handled_total", **UNARY_LABELS, grpc_code="NOT_FOUND") == 2
+        assert value(metrics, f"grpc_{side}_handling_seconds_count", **UNARY_LABELS) == 5
+        assert value(metrics, f"grpc_{side}_in_flight", **UNARY_LABELS) == 0
+
+
+def test_breaker_state_refusals_and_transitions_are_exported() -> None:
+    metrics = Metrics()
+    breakers = BreakerRegistry(BreakerPolicy(minimum_calls=1, window_size=1, wait_in_open=3600))
+    metrics.watch_breakers(breakers)
+    channel = sync_channel(dead_address(), client_interceptors(tracing=False, breakers=breakers, metrics=metrics))
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError):
+            channel.unary_unary(UNARY)(b"x", timeout=2)
+    assert value(metrics, "controlplane_breaker_state", breaker=SERVICE, state="open") == 1
+    assert value(metrics, "controlplane_breaker_state", breaker=SERVICE, state="closed") == 0
+    assert value(metrics, "controlplane_breaker_not_permitted_total", breaker=SERVICE) == 2
+    assert value(metrics, "controlplane_breaker_transitions_total", breaker=SERVICE, from_state="closed",
+                 to_state="open") == 1
+    assert value(metrics, "grpc_client_handled_total", **UNARY_LABELS, grpc_code="UNAVAILABLE") == 3
+
+
+def test_bulkhead_slots_and_refusals_are_exported() -> None:
+    import threading
+
+    behavior = Behavior()
+    metrics = Metrics()
+    bulkheads = BulkheadRegistry(BulkheadPolicy(max_concurrent=1))
+    metrics.watch_bulkheads(bulkheads)
+    behavior.gate = threading.Event()
+    interceptors = client_interceptors(ClientPolicy(), tracing=False, bulkheads=bulkheads, metrics=metrics)
+    with sync_served(behavior, interceptors) as channel, futures.ThreadPoolExecutor(1) as pool:
+        held = pool.submit(channel.unary_unary(UNARY), b"x", timeout=10)
+        behavior.wait_in_flight(1)
+        assert value(metrics, "controlplane_bulkhead_in_use", bulkhead=SERVICE) == 1
+        with pytest.raises(grpc.RpcError):
+            channel.unary_unary(UNARY)(b"y", timeout=10)
+        behavior.gate.set()
+        held.result(10)
+    assert value(metrics, "controlplane_bulkhead_rejected_total", bulkhead=SERVICE) == 1
+    assert value(metrics, "controlplane_bulkhead_in_use", bulkhead=SERVICE) == 0
+
+
+def scrape(port: int) -> dict[str, list]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def test_the_control_plane_serves_its_metrics_in_prometheus_format(consul, tmp_path) -> None:
+    port = free_port()
+    plane = ControlPlaneProcess(consul.http_addr, extra_args=["--metrics-listen", f"127.0.0.1:{port}"],
+                                log_path=tmp_path / "cp.log").start()
+    try:
+        with grpc.insecure_channel(plane.address) as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            for _ in range(7):
+                stub.Discover(registry_pb2.DiscoverRequest(service="metrics-probe"), timeout=5)
+        families = wait_until(lambda: scrape(port), what="the metrics endpoint")
+        discovers = [s for s in families["grpc_server_handled"] if s.labels["grpc_method"] == "Discover"]
+        assert [(s.labels["grpc_code"], s.value) for s in discovers] == [("OK", 7.0)]
+        probes = [s for s in families["controlplane_consul_request_seconds"]
+                  if s.name.endswith("_count") and s.labels["operation"] == "probe" and s.labels["outcome"] == "ok"]
+        assert probes and probes[0].value > 0
+        assert "controlplane_breaker_state" in families  # the saga's participant breakers, none used yet
+    finally:
+        plane.kill()

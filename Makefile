@@ -8,6 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-stamp
 CONSUL := tools/bin/consul
+PROMETHEUS := tools/bin/prometheus
 BUF_VERSION := 1.75.0
 BUF := tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
@@ -23,8 +24,8 @@ help:
 	@echo "make test    install what is missing, run every test (against a real Consul agent)"
 	@echo "make down | status | logs | bench | fuzz | crash | lint | proto | deps | clean"
 
-deps: $(STAMP) $(CONSUL) $(BUF)
-	@echo "deps: $$($(CONSUL) version | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
+deps: $(STAMP) $(CONSUL) $(PROMETHEUS) $(BUF)
+	@echo "deps: $$($(CONSUL) version | head -n 1); $$($(PROMETHEUS) --version 2>&1 | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
@@ -35,6 +36,9 @@ $(STAMP): pyproject.toml setup.py
 
 $(CONSUL): scripts/install-consul.sh
 	scripts/install-consul.sh
+
+$(PROMETHEUS): scripts/install-prometheus.sh
+	scripts/install-prometheus.sh
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix tools/npm @bufbuild/buf@$(BUF_VERSION)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,14 @@ DEMO = dict(zip(["user", "order", "payment", "inventory"], _DEMO_PORTS, strict=T
 DEMO_USERS = {"alice": "Alice", "bob": "Bob"}
 DEMO_STOCK = {"apple": 1000, "pear": 1000, "plum": 50}
 REPLICA_NAMES = ["controlplane" if i == 0 else f"controlplane-{i + 1}" for i in range(REPLICAS)]
-ORDER = ["consul", *REPLICA_NAMES, *DEMO]  # start order; stopped in reverse
+# Prometheus metrics: replica n at 9464+n-1, the demo services at 9471..9474; a Prometheus server scrapes them.
+_METRICS_PORTS = os.environ.get("DEVSTACK_METRICS_PORTS", "9464,9465,9466,9467").split(",")
+_DEMO_METRICS_PORTS = os.environ.get("DEVSTACK_DEMO_METRICS_PORTS", "9471,9472,9473,9474").split(",")
+REPLICA_METRICS = [f"127.0.0.1:{port}" for port in _METRICS_PORTS[:REPLICAS]]
+DEMO_METRICS = {name: f"127.0.0.1:{port}" for name, port in zip(DEMO, _DEMO_METRICS_PORTS, strict=True)}
+PROMETHEUS_ADDR = f"127.0.0.1:{os.environ.get('DEVSTACK_PROMETHEUS_PORT', '9090')}"
+PROMETHEUS_BIN = Path(os.environ.get("PROMETHEUS_BIN") or ROOT / "tools" / "bin" / "prometheus")
+ORDER = ["consul", *REPLICA_NAMES, *DEMO, "prometheus"]  # start order; stopped in reverse
 READY_TIMEOUT = 60.0
 # Registered by `up` and by every replica (again every 10 s: what Consul loses comes back).
 DEFINITIONS = ROOT / "services" / "place_order.yaml"
@@ -137,18 +145,44 @@ def _passing(service: str) -> list[registry_pb2.Instance]:
 def _launch(name: str, consul_addr: str) -> int:
     """Start one replica or demo service, exactly as `up` does."""
     if name in REPLICA_NAMES:
-        addr = REPLICA_ADDRS[REPLICA_NAMES.index(name)]
-        metrics = f"127.0.0.1:{9464 + REPLICA_NAMES.index(name)}"  # 9464, 9465, ...
-        return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", addr, "--consul", consul_addr,
-                             "--saga-definitions", str(DEFINITIONS), "--metrics-listen", metrics])
-    return _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{DEMO[name]}"],
-                  env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
+        index = REPLICA_NAMES.index(name)
+        return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", REPLICA_ADDRS[index],
+                             "--consul", consul_addr, "--saga-definitions", str(DEFINITIONS),
+                             "--metrics-listen", REPLICA_METRICS[index]])
+    if name == "prometheus":
+        return _spawn(name, prometheus_command(RUN / "prometheus", [*REPLICA_METRICS, *DEMO_METRICS.values()],
+                                               PROMETHEUS_ADDR))
+    return _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{DEMO[name]}",
+                         "--metrics-listen", DEMO_METRICS[name]], env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
+
+
+def prometheus_command(folder: Path, targets: list[str], listen: str, interval: str = "5s") -> list[str]:
+    """The command line of a Prometheus server scraping `targets` (host:port) every `interval`, keeping its
+    data in `folder` (its config is written there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "prometheus.yml"
+    config.write_text(
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        "scrape_configs:\n  - job_name: controlplane\n    static_configs:\n"
+        f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
+    return [str(PROMETHEUS_BIN), f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address={listen}"]
+
+
+def _prometheus_ready(addr: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{addr}/-/ready", timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def _wait_ready(name: str) -> None:
     if name in REPLICA_NAMES:
         addr = REPLICA_ADDRS[REPLICA_NAMES.index(name)]
         _wait(f"control plane replica {name} on {addr}", lambda: _serving(addr))
+    elif name == "prometheus":
+        _wait(f"Prometheus on {PROMETHEUS_ADDR}", lambda: _prometheus_ready(PROMETHEUS_ADDR))
     else:
         _wait(f"{name} (registered and passing its health check)", lambda: bool(_passing(name)))
 
@@ -158,7 +192,8 @@ def revive() -> int:
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     consul_addr = _consul()
-    dead = [name for name in ORDER if name != "consul" and not _pid(name)]
+    dead = [name for name in ORDER if name != "consul" and not _pid(name)
+            and (name != "prometheus" or PROMETHEUS_BIN.exists())]
     for name in dead:
         _launch(name, consul_addr)
     for name in dead:
@@ -178,7 +213,10 @@ def up() -> int:
         return 1
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
-    busy = [addr for addr in [*REPLICA_ADDRS, *(f"127.0.0.1:{p}" for p in DEMO.values())] if not _port_free(addr)]
+    wanted = [*REPLICA_ADDRS, *(f"127.0.0.1:{p}" for p in DEMO.values())]
+    if PROMETHEUS_BIN.exists():
+        wanted.append(PROMETHEUS_ADDR)
+    busy = [addr for addr in wanted if not _port_free(addr)]
     if busy:
         print(f"ports in use: {', '.join(busy)}; stop whatever holds them (or `make down`) and retry")
         return 1
@@ -192,6 +230,11 @@ def up() -> int:
             _launch(name, consul_addr)
         for name in DEMO:
             _wait_ready(name)
+        if PROMETHEUS_BIN.exists():
+            _launch("prometheus", consul_addr)
+            _wait_ready("prometheus")
+        else:
+            print(f"prometheus: {PROMETHEUS_BIN} not found (make deps provides it); metrics are still served")
         _seed()
     except (TimeoutError, RuntimeError, grpc.RpcError) as exc:
         print(f"make up failed: {exc}. Logs: .run/logs/ (make logs). Stopping what was started.")
@@ -216,6 +259,9 @@ Try it (grpcurl and the controlplane CLI are in .venv/bin):
   .venv/bin/controlplane config set payment --env dev faults.failure_rate=0
   # the span tree of one request (its trace id is in the x-trace-id response header: grpcurl -v)
   CONTROLPLANE_TRACE_DIR=.run/traces .venv/bin/controlplane trace TRACE_ID
+  # metrics: every process serves Prometheus' format; a Prometheus server scrapes them all
+  curl -s {REPLICA_METRICS[0]}/metrics | grep grpc_server_handled_total
+  curl -s 'http://{PROMETHEUS_ADDR}/api/v1/query?query=sum(grpc_server_handled_total)by(job,grpc_service)'
   .venv/bin/controlplane status | make status | make logs | make down
 """)
     return 0
@@ -287,7 +333,7 @@ def _started_names() -> list[str]:
     """Everything with a pid file, in start order (an earlier `up` may have started other replicas)."""
     found = {path.stem for path in PIDS.glob("*.pid")} if PIDS.exists() else set()
     replicas = sorted((n for n in found if n.startswith("controlplane")), key=lambda n: (len(n), n))
-    return [n for n in ["consul", *replicas, *DEMO] if n in found or n in ORDER]
+    return [n for n in ["consul", *replicas, *DEMO, "prometheus"] if n in found or n in ORDER]
 
 
 def down() -> int:

@@ -71,6 +71,9 @@ def running_stack(folder: Path, replicas: int = 1, extra_env: dict[str, str] | N
         "DEVSTACK_CONSUL_PORT": str(consul_port),
         "DEVSTACK_CONSUL_SERVER_PORTS": f"{free_port()},{free_port()}",
         "DEVSTACK_DEMO_PORTS": ",".join(str(ports[n]) for n in ("user", "order", "payment", "inventory")),
+        "DEVSTACK_METRICS_PORTS": ",".join(str(free_port()) for _ in range(4)),
+        "DEVSTACK_DEMO_METRICS_PORTS": ",".join(str(free_port()) for _ in range(4)),
+        "DEVSTACK_PROMETHEUS_PORT": str(free_port()),
         "OTEL_TRACES_EXPORTER": "jsonl",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # flush spans within 0.1 s, so a test can read a trace at once
         "CONTROLPLANE_TRACE_DIR": str(folder / "traces"),

@@ -155,7 +155,7 @@ def test_one_orders_trace_covers_order_user_saga_inventory_and_payment(stack, or
 
 def test_make_down_stops_every_process_and_make_up_brings_back_sagas_config_and_definitions(tmp_path):
     with running_stack(tmp_path / "durable", replicas=2) as second:
-        assert len(second.pids()) == 7  # consul, two replicas, four services
+        assert len(second.pids()) == 8  # consul, two replicas, four services, Prometheus
         with grpc.insecure_channel(second.address("order")) as channel:
             item = order_pb2.OrderItem(sku="apple", quantity=1, unit_price_cents=100)
             created = order_pb2_grpc.OrderServiceStub(channel).CreateOrder(

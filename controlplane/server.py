@@ -91,6 +91,8 @@ class ControlPlane:
         saga_pb2_grpc.add_SagaServiceServicer_to_server(self._saga.servicer, server)
         if metrics is not None:
             metrics.watch_breakers(self._saga.invoker.breakers)  # the breakers of calls to participants
+            orchestrator = self._saga.orchestrator
+            orchestrator.observer = metrics.watch_sagas(lambda: orchestrator.driving)
         await self._set_serving(await self._consul_serves(client))
         await server.start()
         self._server = server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -54,6 +54,18 @@ class Metrics:
         self.consul_seconds = Histogram("controlplane_consul_request_seconds",
                                         "Consul HTTP requests, by operation and outcome.", ("operation", "outcome"),
                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.sagas_started = Counter("controlplane_sagas_started_total", "Sagas started on this replica.",
+                                     ("definition",), registry=r)
+        self.sagas_ended = Counter("controlplane_sagas_ended_total", "Sagas this replica drove to an end, by status.",
+                                   ("definition", "status"), registry=r)
+        self.saga_steps = Counter("controlplane_saga_step_attempts_total",
+                                  "Saga step attempts (actions and compensations), by final status of the call.",
+                                  ("definition", "step", "kind", "grpc_code"), registry=r)
+        self.saga_retries = Counter("controlplane_saga_step_retries_total",
+                                    "Saga step attempts after the first (retries).", ("definition", "step", "kind"),
+                                    registry=r)
+        self.saga_step_seconds = Histogram("controlplane_saga_step_seconds", "Time of one saga step attempt.",
+                                           ("definition", "step", "kind"), buckets=LATENCY_BUCKETS, registry=r)
         self._operations: dict[str, str] = {}
         self._lock = threading.Lock()
         self._http: Any = None
@@ -71,6 +83,13 @@ class Metrics:
 
     def _transition(self, change: StateChange) -> None:
         self.breaker_transitions.labels(change.breaker, change.old.value, change.new.value).inc()
+
+    # --- sagas ---
+
+    def watch_sagas(self, driving: Callable[[], int]) -> SagaMetrics:
+        """An observer for the orchestrator (`Orchestrator.observer`), and a gauge of the sagas it drives now."""
+        self.registry.register(_GaugeOf("controlplane_sagas_driving", "Sagas this replica drives now.", driving))
+        return SagaMetrics(self)
 
     # --- Consul ---
 
@@ -116,6 +135,40 @@ def _operation(what: str) -> str:
             break
         words.append(word)
     return " ".join(words) or "other"
+
+
+class SagaMetrics:
+    """`controlplane.saga.orchestrator.SagaObserver` recording into the saga families."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def saga_started(self, definition: str) -> None:
+        self._m.sagas_started.labels(definition).inc()
+
+    def saga_ended(self, definition: str, status: str) -> None:
+        self._m.sagas_ended.labels(definition, status).inc()
+
+    def step_attempted(self, definition: str, step: str, compensation: bool, attempt: int, code: str,
+                       seconds: float) -> None:
+        kind = "compensation" if compensation else "action"
+        self._m.saga_steps.labels(definition, step, kind, code).inc()
+        self._m.saga_step_seconds.labels(definition, step, kind).observe(seconds)
+        if attempt > 1:
+            self._m.saga_retries.labels(definition, step, kind).inc()
+
+
+class _GaugeOf(Collector):
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def collect(self) -> Iterator[Any]:
+        gauge = GaugeMetricFamily(self._name, self._documentation)
+        gauge.add_metric((), float(self._read()))
+        yield gauge
+
+    def describe(self) -> Iterable[Any]:
+        return []
 
 
 class _BreakerCollector(Collector):

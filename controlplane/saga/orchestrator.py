@@ -58,7 +58,20 @@ def fingerprint(definition_name: str, requested_version: int, saga_input: Mappin
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class SagaObserver:
+    """Told what the orchestrator does, for metrics; the default does nothing. Must not block or raise."""
+
+    def saga_started(self, definition: str) -> None: ...
+
+    def saga_ended(self, definition: str, status: str) -> None: ...
+
+    def step_attempted(self, definition: str, step: str, compensation: bool, attempt: int, code: str,
+                       seconds: float) -> None: ...
+
+
 class Orchestrator:
+    observer: SagaObserver = SagaObserver()
+
     def __init__(
         self,
         repository: SagaRepository,
@@ -142,6 +155,7 @@ class Orchestrator:
         state, existing = await self._record_start(saga_id, events, after, first.effect)
         if existing is None:
             assert state is not None
+            self.observer.saga_started(definition.name)
             self._spawn(saga_id, state, definition, first.effect)
             return state, True
         if existing.fingerprint != started.data["fingerprint"]:
@@ -298,6 +312,7 @@ class Orchestrator:
                 effect = step.effect
             if isinstance(effect, Finish):
                 log.debug("saga %s ended %s", saga_id, state.status.name)
+                self.observer.saga_ended(definition.name, state.status.name.lower())
                 return
             if isinstance(effect, Sleep):
                 await self._sleep(saga_id, effect.seconds)
@@ -322,6 +337,7 @@ class Orchestrator:
             (IDEMPOTENCY_KEY, idempotency_key(saga_id, call.step, spec.name, compensation)),
             (SAGA_ID_KEY, saga_id),
         ]
+        started = time.perf_counter()
         try:
             payload = templates.render(template, state.data)
             budget = (self._settings.compensation_breaker_wait if compensation
@@ -333,10 +349,14 @@ class Orchestrator:
         except CallFailed as exc:
             failure = exc
         else:
+            self.observer.step_attempted(definition.name, spec.name, compensation, call.attempt, "OK",
+                                         time.perf_counter() - started)
             if compensation:
                 return [Event(EventType.COMPENSATION_SUCCEEDED, self._clock(), base)]
             added = templates.map_response(response, spec.response_mapping)
             return [Event(EventType.STEP_SUCCEEDED, self._clock(), {**base, "response": response, "data": added})]
+        self.observer.step_attempted(definition.name, spec.name, compensation, call.attempt, failure.code.name,
+                                     time.perf_counter() - started)
         retry = definition.compensation_retry if compensation else spec.retry
         progress = state.steps[call.step]
         failures = progress.failures_of(compensation) + 1

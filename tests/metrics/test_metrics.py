@@ -20,7 +20,7 @@ from controlplane.interceptors import (
     server_interceptors,
 )
 from controlplane.metrics import Metrics
-from controlplane.v1 import registry_pb2, registry_pb2_grpc
+from controlplane.v1 import registry_pb2, registry_pb2_grpc, saga_pb2, saga_pb2_grpc
 from tests.helpers import ControlPlaneProcess, free_port, wait_until
 from tests.interceptors.servers import SERVICE, UNARY, Behavior, dead_address, sync_channel, sync_served
 
@@ -110,4 +110,40 @@ def test_the_control_plane_serves_its_metrics_in_prometheus_format(consul, tmp_p
         assert probes and probes[0].value > 0
         assert "controlplane_breaker_state" in families  # the saga's participant breakers, none used yet
     finally:
+        plane.kill()
+
+
+def test_sagas_and_their_steps_are_counted_and_timed(consul, tmp_path) -> None:
+    from tests.saga.participants import Participants
+    from tests.saga.sagas import order_definition, order_input, start, wait_discoverable, wait_ended
+
+    port = free_port()
+    plane = ControlPlaneProcess(consul.http_addr, extra_args=["--metrics-listen", f"127.0.0.1:{port}"],
+                                log_path=tmp_path / "cp.log").start()
+    participants = Participants(plane.address, slow_seconds=0.4)
+    try:
+        with grpc.insecure_channel(plane.address) as channel:
+            wait_discoverable(channel, participants.services)
+            stub = saga_pb2_grpc.SagaServiceStub(channel)
+            name = "metered-order"
+            stub.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(
+                definition=order_definition(name, participants.services)), timeout=10)
+            for _ in range(2):
+                saga_id = start(stub, name, order_input(f"o-{free_port()}")).saga.saga_id
+                wait_ended(stub, saga_id)
+        families = scrape(port)
+
+        def sample(family: str, **labels: str) -> float:
+            return sum(s.value for s in families[family] if all(s.labels.get(k) == v for k, v in labels.items())
+                       and not s.name.endswith(("_created", "_bucket", "_sum")))
+
+        assert sample("controlplane_sagas_started", definition=name) == 2
+        assert sample("controlplane_sagas_ended", definition=name, status="completed") == 2
+        for step in ("reserve", "charge", "confirm"):
+            assert sample("controlplane_saga_step_attempts", definition=name, step=step, kind="action",
+                          grpc_code="OK") == 2
+        assert sample("controlplane_saga_step_seconds", definition=name, step="charge", kind="action") == 2
+        assert sample("controlplane_sagas_driving") == 0
+    finally:
+        participants.stop()
         plane.kill()

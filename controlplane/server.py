@@ -108,6 +108,7 @@ class ControlPlane:
             return None
         metrics = Metrics()
         observe_requests(metrics.observe_consul)
+        metrics.watch_consul_watches()
         try:
             self.metrics_port = metrics.serve(listen)
             self._metrics_served = metrics

@@ -93,6 +93,10 @@ class Metrics:
 
     # --- Consul ---
 
+    def watch_consul_watches(self) -> None:
+        """Export how many Consul blocking-query watches each kind of watch set runs now."""
+        self.registry.register(_WatchSetCollector())
+
     def observe_consul(self, what: str, outcome: str, seconds: float) -> None:
         """One Consul request (`consul_call`'s `what`, reduced to its operation: no keys, ids or names)."""
         operation = self._operations.get(what)
@@ -165,6 +169,23 @@ class _GaugeOf(Collector):
     def collect(self) -> Iterator[Any]:
         gauge = GaugeMetricFamily(self._name, self._documentation)
         gauge.add_metric((), float(self._read()))
+        yield gauge
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+
+class _WatchSetCollector(Collector):
+    def collect(self) -> Iterator[Any]:
+        from controlplane.watch.watch_set import LIVE
+
+        gauge = GaugeMetricFamily("controlplane_consul_watches", "Consul blocking-query watches running now.",
+                                  labels=("what",))
+        counts: dict[str, int] = {}
+        for watch_set in list(LIVE):
+            counts[watch_set.what] = counts.get(watch_set.what, 0) + len(watch_set)
+        for what, count in sorted(counts.items()):
+            gauge.add_metric((what,), count)
         yield gauge
 
     def describe(self) -> Iterable[Any]:

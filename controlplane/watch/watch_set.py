@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from controlplane.errors import LimitExceeded
 from controlplane.watch.blocking_query import Backoff, BlockingQueryWatch
@@ -14,6 +15,9 @@ T = TypeVar("T")
 
 # load(key, index, wait_seconds) -> (new_index, value)
 Load = Callable[[str, int, float], Awaitable[tuple[int, T]]]
+
+LIVE: weakref.WeakSet[WatchSet[Any]] = weakref.WeakSet()
+"""Every WatchSet of the process, for metrics (`controlplane_consul_watches`)."""
 
 
 class WatchSet(Generic[T]):
@@ -36,6 +40,11 @@ class WatchSet(Generic[T]):
         self._backoff = backoff
         self._idle_timeout = idle_timeout
         self._watches: dict[str, BlockingQueryWatch[T]] = {}
+        LIVE.add(self)
+
+    @property
+    def what(self) -> str:
+        return self._what
 
     def watch(self, key: str) -> BlockingQueryWatch[T]:
         """The started watch of `key`."""
@@ -63,6 +72,7 @@ class WatchSet(Generic[T]):
         return key in self._watches
 
     def __len__(self) -> int:
+        """The blocking-query watches running now."""
         return len(self._watches)
 
     def _make_room(self) -> None:

@@ -109,6 +109,19 @@ def test_the_control_plane_serves_its_metrics_in_prometheus_format(consul, tmp_p
                   if s.name.endswith("_count") and s.labels["operation"] == "probe" and s.labels["outcome"] == "ok"]
         assert probes and probes[0].value > 0
         assert "controlplane_breaker_state" in families  # the saga's participant breakers, none used yet
+        with grpc.insecure_channel(plane.address) as channel:
+            watch = registry_pb2_grpc.RegistryServiceStub(channel).Watch(
+                registry_pb2.WatchRequest(service="metrics-probe"), timeout=30)
+            next(watch)  # the stream is open and its Consul watch runs
+
+            def watching() -> bool:
+                now = scrape(port)
+                streams = [s.value for s in now["grpc_server_in_flight"] if s.labels["grpc_method"] == "Watch"]
+                watches = [s.value for s in now["controlplane_consul_watches"] if s.labels["what"] == "instances"]
+                return streams == [1.0] and bool(watches) and watches[0] >= 1
+
+            wait_until(watching, what="the open Watch stream and its Consul watch in the metrics")
+            watch.cancel()
     finally:
         plane.kill()
 

@@ -216,6 +216,60 @@ class CpuMeter:
         return " / ".join(self.share(name) for name in [*self.pids, self.OTHERS])
 
 
+class RuntimeMeter:
+    """Where a latency tail comes from, read from the control plane's metrics endpoint around one rate: the
+    longest event-loop stall and the garbage collector's pauses (count, total, longest)."""
+
+    def __init__(self, metrics_port: int) -> None:
+        self.port = metrics_port
+        self._before: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.diff: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def _scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text) for sample in family.samples}
+
+    def start(self) -> None:
+        self._before = self._scrape()
+
+    def stop(self) -> None:
+        after = self._scrape()
+        self.diff = {key: value - self._before.get(key, 0.0) for key, value in after.items()}
+
+    def _longest(self, name: str) -> float:
+        """The upper bound of the highest histogram bucket that gained an observation (seconds)."""
+        buckets: dict[float, float] = {}
+        for (sample, labels), gained in self.diff.items():
+            if sample == f"{name}_bucket":
+                bound = float(dict(labels)["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + gained
+        ordered = sorted(buckets.items())
+        for (bound, count), (_, below) in zip(reversed(ordered), reversed([(0.0, 0.0), *ordered[:-1]]), strict=True):
+            if count > below:
+                return bound
+        return 0.0
+
+    def _total(self, sample: str) -> float:
+        return sum(v for (name, _), v in self.diff.items() if name == sample)
+
+    def summary(self) -> str:
+        if not self.diff:
+            return "-"
+        stall = self._longest("controlplane_event_loop_lag_seconds")
+        pauses = self._total("controlplane_gc_pause_seconds_count")
+        paused = self._total("controlplane_gc_pause_seconds_sum")
+        longest_gc = self._longest("controlplane_gc_pause_seconds")
+        stall_text = "inf" if stall == float("inf") else f"<= {stall * 1000:g} ms"
+        return (f"loop stall {stall_text}; GC {pauses:.0f} pauses, {paused * 1000:.0f} ms in all, "
+                f"longest <= {longest_gc * 1000:g} ms")
+
+
 @dataclass
 class Step:
     """One offered rate: what was asked for and what came out."""
@@ -228,6 +282,7 @@ class Step:
     latencies: list[float] = field(default_factory=list)  # recorded: StartSaga accepted -> completed
     observed: list[float] = field(default_factory=list)  # client: StartSaga sent -> WatchSaga says completed
     cpu: CpuMeter | None = None
+    runtime: RuntimeMeter | None = None
 
     @property
     def cpu_per_saga(self) -> str:
@@ -240,11 +295,11 @@ ENDED = (saga_pb2.SAGA_STATUS_COMPLETED, saga_pb2.SAGA_STATUS_COMPENSATED, saga_
 
 
 async def offer(stub: saga_pb2_grpc.SagaServiceStub, rate: float, seconds: float, run_id: str,
-                cpu: CpuMeter | None = None) -> Step:
+                cpu: CpuMeter | None = None, runtime: RuntimeMeter | None = None) -> Step:
     """Start sagas at `rate` per second for `seconds` (open loop: arrivals do not wait for completions),
     watch every tenth one from the client, wait until every one has ended, then read every saga's
     recorded times from ListSagas. `cpu` measures from the first start until the last saga ended."""
-    step = Step(offered=rate, cpu=cpu)
+    step = Step(offered=rate, cpu=cpu, runtime=runtime)
     definition_name = "bench-order"
     ids: list[str] = []
     tasks: list[asyncio.Task[None]] = []
@@ -266,6 +321,8 @@ async def offer(stub: saga_pb2_grpc.SagaServiceStub, rate: float, seconds: float
 
     if cpu is not None:
         cpu.start()
+    if runtime is not None:
+        runtime.start()
     begin = time.monotonic()
     total = int(rate * seconds)
     for i in range(total):
@@ -284,6 +341,8 @@ async def offer(stub: saga_pb2_grpc.SagaServiceStub, rate: float, seconds: float
         await asyncio.sleep(0.05)
     if cpu is not None:
         cpu.stop()
+    if runtime is not None:
+        runtime.stop()
     ended = [s for s in await list_sagas(stub, definition_name) if s.saga_id in wanted and s.status in ENDED]
     first_start, last_end = float("inf"), 0.0
     for s in ended:
@@ -310,12 +369,14 @@ async def list_sagas(stub: saga_pb2_grpc.SagaServiceStub, definition_name: str,
             return found
 
 
-async def run_steps(address: str, rates: list[float], seconds: float, pids: dict[str, int | None]) -> list[Step]:
+async def run_steps(address: str, rates: list[float], seconds: float, pids: dict[str, int | None],
+                    metrics_port: int) -> list[Step]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = saga_pb2_grpc.SagaServiceStub(channel)
         await stub.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition()), timeout=10)
         await offer(stub, 20, 2, "warmup")  # channels, caches and the JIT-less interpreter's first calls
-        return [await offer(stub, rate, seconds, f"r{int(rate)}", CpuMeter(pids)) for rate in rates]
+        return [await offer(stub, rate, seconds, f"r{int(rate)}", CpuMeter(pids), RuntimeMeter(metrics_port))
+                for rate in rates]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -354,6 +415,11 @@ def report(steps: list[Step], raw_serial: float, raw_parallel: float, header: st
           "saga_started -> saga_completed")
     print("(4 Consul transactions, 3 participant calls). client: StartSaga sent -> WatchSaga reports completion, "
           "every tenth saga.")
+    print()
+    print("Where the tail comes from (the control plane's own metrics over each rate: its longest event-loop stall, "
+          "its GC pauses)")
+    for step in steps:
+        print(f"{step.offered:>9g}/s  {step.runtime.summary() if step.runtime else '-'}")
     met = [s for s in steps if s.offered >= TARGET_RATE and s.achieved >= 0.98 * s.offered
            and percentile(s.latencies, 0.99) < TARGET_P99]
     verdict = f"met at {', '.join(f'{s.offered:g}/s' for s in met)} offered" if met else "not met in this run"
@@ -403,11 +469,13 @@ def main() -> int:
         raw_parallel = asyncio.run(consul_write_rate(agent.http_addr, 3.0, 16))
 
         address = f"127.0.0.1:{free_port()}"
+        metrics_port = free_port()
         with open(workdir / "controlplane.log", "wb") as log:
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "controlplane", "serve", "--listen", address, "--consul", agent.http_addr,
                  "--saga-group-commit-window", str(args.window),
-                 "--saga-group-commit-max-inflight", str(args.max_inflight), "--saga-replica-id", "bench"],
+                 "--saga-group-commit-max-inflight", str(args.max_inflight), "--saga-replica-id", "bench",
+                 "--metrics-listen", f"127.0.0.1:{metrics_port}"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         wait_serving(address, processes[0])
         participants = subprocess.Popen([sys.executable, __file__, "--participants", address], cwd=ROOT, env=env,
@@ -420,7 +488,8 @@ def main() -> int:
 
         pids = {"control plane": processes[0].pid, "Consul": agent.pid, "participants": participants.pid,
                 "bench client": os.getpid()}
-        steps = asyncio.run(run_steps(address, [float(r) for r in args.rates.split(",")], args.seconds, pids))
+        steps = asyncio.run(run_steps(address, [float(r) for r in args.rates.split(",")], args.seconds, pids,
+                                      metrics_port))
         report(steps, raw_serial, raw_parallel,
                f"saga bench: {platform.node()} ({os.cpu_count()} CPUs), Consul {agent.version().split()[-1]} "
                f"(persistent, single node), group commit: {args.window * 1000:g} ms window, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -97,6 +98,12 @@ class ControlPlane:
         await server.start()
         self._server = server
         self._tasks.append(asyncio.get_running_loop().create_task(self._probe_consul(client)))
+        if metrics is not None:
+            metrics.watch_gc()
+            self._tasks.append(asyncio.get_running_loop().create_task(metrics.watch_event_loop()))
+        # What start-up allocated (modules, protobuf descriptors, clients) lives as long as the process: moved out
+        # of the collector's view, a full collection no longer walks it (one took ~100 ms at 150 sagas/s).
+        gc.freeze()
         log.info("control plane serving on %s (port %d), Consul at %s", s.listen, self.port, s.consul_addr)
         return self
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 # Seconds: from well under a loopback call to a slow Consul write or a long deadline.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+PAUSE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 MAX_OPERATIONS = 200  # distinct Consul operation labels; beyond this, "other" (labels must stay bounded)
 
 
@@ -66,9 +70,15 @@ class Metrics:
                                     registry=r)
         self.saga_step_seconds = Histogram("controlplane_saga_step_seconds", "Time of one saga step attempt.",
                                            ("definition", "step", "kind"), buckets=LATENCY_BUCKETS, registry=r)
+        self.gc_pauses = Histogram("controlplane_gc_pause_seconds", "Garbage-collector pauses, by generation.",
+                                   ("generation",), buckets=PAUSE_BUCKETS, registry=r)
+        self.loop_lag = Histogram("controlplane_event_loop_lag_seconds",
+                                  "How late the event loop ran a timer that was due (a stall's length).",
+                                  buckets=PAUSE_BUCKETS, registry=r)
         self._operations: dict[str, str] = {}
         self._lock = threading.Lock()
         self._http: Any = None
+        self._gc_started = 0.0
 
     # --- breakers and bulkheads ---
 
@@ -90,6 +100,27 @@ class Metrics:
         """An observer for the orchestrator (`Orchestrator.observer`), and a gauge of the sagas it drives now."""
         self.registry.register(_GaugeOf("controlplane_sagas_driving", "Sagas this replica drives now.", driving))
         return SagaMetrics(self)
+
+    # --- the runtime: where a latency tail comes from ---
+
+    def watch_gc(self) -> None:
+        """Time every garbage-collector pause of this process (gc.callbacks)."""
+        gc.callbacks.append(self._gc_phase)
+
+    def _gc_phase(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.labels(str(info.get("generation", "?"))).observe(time.perf_counter() - self._gc_started)
+
+    async def watch_event_loop(self, interval: float = 0.01) -> None:
+        """Run forever on the loop to watch: every `interval` seconds, record how late it woke (a stall of the
+        loop by CPU-bound work, a blocking call, or the garbage collector delays every request it serves)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
+            self.loop_lag.observe(max(0.0, loop.time() - due))
 
     # --- Consul ---
 

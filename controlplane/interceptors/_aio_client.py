@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from controlplane.interceptors._chain import ClientChain, end_scopes
-from controlplane.interceptors._sync_client import _missing, details_for
+from controlplane.interceptors._chain import CALLER_CANCELLED, RAISED, ClientChain, end_scopes, missing_pairs
+from controlplane.interceptors._sync_client import details_for
 from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, Rejection, Scope
 from controlplane.interceptors.local_errors import aio_error, failed_aio_call
 
@@ -39,17 +39,20 @@ class _AioChainInterceptor:
         try:
             rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
             code = await rpc.code()
-            outcome = Outcome(code, await rpc.details()) if code is not _OK else Outcome(code, response=await rpc)
+            if code is not _OK:
+                outcome = Outcome(code, await rpc.details())
+            else:
+                outcome = Outcome(code, response=await rpc if call.wants_response else None)
         except asyncio.CancelledError:
-            end_scopes(scopes, Outcome(grpc.StatusCode.CANCELLED, "cancelled by the caller"))
+            end_scopes(scopes, CALLER_CANCELLED)
             raise
         except BaseException:
-            end_scopes(scopes, Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent"))
+            end_scopes(scopes, RAISED)
             raise
         end_scopes(scopes, outcome)
         if code is not _OK and call.error_metadata:
             trailing = await rpc.trailing_metadata()
-            extra = _missing(trailing, call.error_metadata)
+            extra = missing_pairs(trailing, call.error_metadata)
             if extra:
                 error = grpc.aio.AioRpcError(
                     code,
@@ -70,7 +73,7 @@ class _AioChainInterceptor:
         try:
             rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
         except BaseException:
-            end_scopes(scopes, Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent"))
+            end_scopes(scopes, RAISED)
             raise
         rpc.add_done_callback(lambda done: self._read_final_status(done, scopes))
         return rpc
@@ -84,7 +87,7 @@ class _AioChainInterceptor:
     def _end_from(self, task: asyncio.Task[Outcome], scopes: list[Scope]) -> None:
         self._pending.discard(task)
         if task.cancelled():
-            outcome = Outcome(grpc.StatusCode.CANCELLED, "cancelled by the caller")
+            outcome = CALLER_CANCELLED
         elif task.exception() is not None:
             outcome = Outcome(grpc.StatusCode.UNKNOWN, str(task.exception()))
         else:

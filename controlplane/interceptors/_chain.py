@@ -26,6 +26,14 @@ from controlplane.interceptors.call import (
 log = logging.getLogger(__name__)
 
 _CANCELLED = Outcome(grpc.StatusCode.CANCELLED, "cancelled before it was sent")
+RAISED = Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent")
+CALLER_CANCELLED = Outcome(grpc.StatusCode.CANCELLED, "cancelled by the caller")
+
+
+def missing_pairs(metadata: Any, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs of `extra` whose key `metadata` lacks (what a failed call gets added to its trailers)."""
+    present = {k for k, _ in metadata or ()}
+    return [(k, v) for k, v in extra if k not in present]
 
 
 def end_scopes(scopes: list[Scope], outcome: Outcome) -> None:
@@ -44,22 +52,24 @@ class ClientChain:
 
     def __init__(self, concerns: Sequence[ClientConcern]) -> None:
         self._concerns = tuple(concerns)
-        self._by_method: dict[str | bytes, tuple[Method, tuple[ClientConcern, ...], bool]] = {}
+        self._by_method: dict[str | bytes, tuple[Method, tuple[ClientConcern, ...], bool, bool]] = {}
 
-    def _select(self, raw: str | bytes) -> tuple[Method, tuple[ClientConcern, ...], bool]:
+    def _select(self, raw: str | bytes) -> tuple[Method, tuple[ClientConcern, ...], bool, bool]:
+        """(method, its concerns, whether one waits, whether one reads the response), cached per method."""
         entry = self._by_method.get(raw)
         if entry is None:
             method = method_of(raw)
             concerns = tuple(c for c in self._concerns if c.methods.accepts(method.full))
-            entry = (method, concerns, any(c.waits for c in concerns))
+            entry = (method, concerns, any(c.waits for c in concerns), any(c.wants_response for c in concerns))
             if len(self._by_method) < 10_000:
                 self._by_method[raw] = entry
         return entry
 
     def start(self, details: Any, kind: CallKind, request: Any = None) -> tuple[OutgoingCall, list[Scope]]:
         """Start every concern; on a `Rejection`, the scopes already open end with its status and it propagates."""
-        method, concerns, _ = self._select(details.method)
+        method, concerns, _, wants_response = self._select(details.method)
         call = OutgoingCall(method, kind, details.timeout, request)
+        call.wants_response = wants_response
         scopes: list[Scope] = []
         try:
             for concern in concerns:
@@ -74,10 +84,11 @@ class ClientChain:
 
     async def start_async(self, details: Any, kind: CallKind, request: Any = None) -> tuple[OutgoingCall, list[Scope]]:
         """`start()` for asyncio channels: concerns that wait are awaited."""
-        method, concerns, waits = self._select(details.method)
+        method, concerns, waits, wants_response = self._select(details.method)
         if not waits:
             return self.start(details, kind, request)
         call = OutgoingCall(method, kind, details.timeout, request)
+        call.wants_response = wants_response
         scopes: list[Scope] = []
         try:
             for concern in concerns:

@@ -8,14 +8,13 @@ from typing import Any
 
 import grpc
 
-from controlplane.interceptors._chain import ClientChain, end_scopes
+from controlplane.interceptors._chain import RAISED, ClientChain, end_scopes, missing_pairs
 from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, OutgoingCall, Rejection, Scope
 from controlplane.interceptors.local_errors import LocalRpcError
 
 __all__ = ["CallDetails", "ClientInterceptor", "details_for", "replace_details"]
 
 _OK = grpc.StatusCode.OK
-_UNKNOWN = Outcome(grpc.StatusCode.UNKNOWN, "the call raised before it was sent")
 
 
 class CallDetails(
@@ -51,11 +50,11 @@ def details_for(details: Any, call: OutgoingCall, metadata_type: Callable[..., A
     return details
 
 
-def _outcome_of(future: Any, unary: bool = False) -> Outcome:
+def _outcome_of(future: Any, with_response: bool = False) -> Outcome:
     code = future.code()
     if code is not _OK:
         return Outcome(code, future.details())
-    return Outcome(code, response=future.result() if unary else None)
+    return Outcome(code, response=future.result() if with_response else None)
 
 
 def _end_when_done(scopes: list[Scope]) -> Callable[[Any], None]:
@@ -63,11 +62,6 @@ def _end_when_done(scopes: list[Scope]) -> Callable[[Any], None]:
         end_scopes(scopes, _outcome_of(future))
 
     return done
-
-
-def _missing(metadata: Any, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    present = {k for k, _ in metadata or ()}
-    return [(k, v) for k, v in extra if k not in present]
 
 
 class ClientInterceptor(
@@ -89,16 +83,16 @@ class ClientInterceptor(
         try:
             outcome = continuation(details_for(details, call), request)
         except BaseException:
-            end_scopes(scopes, _UNKNOWN)
+            end_scopes(scopes, RAISED)
             raise
         if not outcome.done():  # futures and response streams: judged when they end
             outcome.add_done_callback(_end_when_done(scopes))
             return outcome
-        ended = _outcome_of(outcome, unary=not kind.response_streaming)
+        ended = _outcome_of(outcome, with_response=call.wants_response and not kind.response_streaming)
         end_scopes(scopes, ended)
         # Stamp RPC failures only: an exception raised on the client side (a serializer's, say) stays as is.
         if ended.code is not _OK and call.error_metadata and isinstance(outcome.exception(), grpc.RpcError):
-            extra = _missing(outcome.trailing_metadata(), call.error_metadata)
+            extra = missing_pairs(outcome.trailing_metadata(), call.error_metadata)
             if extra:
                 return LocalRpcError.with_extra_trailing(outcome, extra)
         return outcome

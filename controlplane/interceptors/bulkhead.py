@@ -179,15 +179,21 @@ class Bulkhead:
     def release(self) -> None:
         """Give a slot back (any thread): to the oldest asyncio waiter, else to a waiting thread."""
         with self._lock:
-            while self._async_waiters:
-                waiter = self._async_waiters.popleft()
-                if waiter.done():
-                    continue
-                self._granted.add(waiter)  # the slot changes hands: in_flight stays
-                waiter.get_loop().call_soon_threadsafe(_grant, waiter)
+            if self._hand_to_waiter():  # the slot changes hands: in_flight stays
                 return
             self._in_flight -= 1
             self._freed.notify()
+
+    def _hand_to_waiter(self) -> bool:
+        """Under the lock: grant a slot to the oldest asyncio waiter still waiting; False if there is none."""
+        while self._async_waiters:
+            waiter = self._async_waiters.popleft()
+            if waiter.done():
+                continue
+            self._granted.add(waiter)
+            waiter.get_loop().call_soon_threadsafe(_grant, waiter)
+            return True
+        return False
 
     def reconfigure(self, policy: BulkheadPolicy) -> None:
         """A new cap from now on: calls in flight keep their slots; a higher cap lets waiters in at once,
@@ -195,13 +201,8 @@ class Bulkhead:
         with self._lock:
             self.policy = policy
             self._limit = policy.max_concurrent
-            while self._in_flight < self._limit and self._async_waiters:
-                waiter = self._async_waiters.popleft()
-                if waiter.done():
-                    continue
-                self._in_flight += 1
-                self._granted.add(waiter)
-                waiter.get_loop().call_soon_threadsafe(_grant, waiter)
+            while self._in_flight < self._limit and self._hand_to_waiter():
+                self._in_flight += 1  # a new slot, not one handed on
             self._freed.notify_all()
 
     def snapshot(self) -> BulkheadSnapshot:

@@ -103,7 +103,8 @@ class Outcome:
     """How a call ended: its status code and details (None when there were none).
 
     error: on servers, the exception a handler raised that was not an abort (a bug, say); else None.
-    response: on clients, the response message of a call with one response that ended OK; else None.
+    response: on clients, the response message of a call with one response that ended OK, when a concern
+        of the call `wants_response`; else None.
     """
 
     __slots__ = ("code", "details", "error", "response")
@@ -134,7 +135,8 @@ class OutgoingCall:
     the caller wants: concerns must not give it a unary call's default deadline or judge it slow.
     """
 
-    __slots__ = ("error_metadata", "kind", "metadata", "method", "name", "request", "service", "timeout")
+    __slots__ = ("error_metadata", "kind", "metadata", "method", "name", "request", "service", "timeout",
+                 "wants_response")
 
     def __init__(self, method: Method | str, kind: CallKind, timeout: float | None, request: Any = None) -> None:
         parsed = method if isinstance(method, Method) else method_of(method)
@@ -144,6 +146,7 @@ class OutgoingCall:
         self.kind = kind
         self.timeout = timeout
         self.request = request  # the request message, or the iterator of a request stream
+        self.wants_response = False  # a concern reads the response of this call (set by the chain)
         self.metadata: list[tuple[str, str]] = []  # added to the request's metadata
         self.error_metadata: list[tuple[str, str]] = []
 
@@ -193,6 +196,9 @@ class ClientConcern:
 
     methods: MethodSelector = ALL_METHODS
     """The methods this concern applies to."""
+
+    wants_response = False
+    """True when its scope reads `Outcome.response`: only then do the adapters fetch it."""
 
     def start(self, call: OutgoingCall) -> Scope | None:
         """Before the call is sent; the scope returned (if any) is ended with the outcome. May raise `Rejection`."""

@@ -44,12 +44,6 @@ POLICY_SECTION = "client_policy"
 PolicyListener = Callable[[ClientPolicy], None]
 
 
-class _Snapshot(Protocol):
-    version: int
-
-    def get(self, path: str, default: Any = None) -> Any: ...
-
-
 class _Followable(Protocol):
     @property
     def snapshot(self) -> Any: ...
@@ -132,7 +126,9 @@ class LivePolicy:
     def apply_overrides(self, raw: Mapping[str, Any]) -> None:
         """Apply the operator states in `raw` (as `breaker_overrides` in a document) that are new or changed;
         reset the targets whose override is gone."""
-        parsed = parse_overrides(raw)
+        self._apply_parsed(raw, parse_overrides(raw))
+
+    def _apply_parsed(self, raw: Mapping[str, Any], parsed: dict[str, Override]) -> None:
         with self._lock:
             previous = self._overrides
             self._overrides = {target: (parsed[target], raw[target]) for target in parsed}
@@ -149,10 +145,10 @@ class LivePolicy:
         TypeError if it does not parse; nothing is changed then)."""
         section = dict(section or {})
         raw_overrides = section.pop("breaker_overrides", None) or {}
-        parse_overrides(raw_overrides)  # check both before changing anything
+        overrides = parse_overrides(raw_overrides)  # both parsed before anything changes
         policy = ClientPolicy.from_dict(section)
         self.update(policy)
-        self.apply_overrides(raw_overrides)
+        self._apply_parsed(raw_overrides, overrides)
 
     def follow(self, config: _Followable, path: str = POLICY_SECTION) -> Callable[[], None]:
         """Make section `path` of a ConfigClient's (sync or asyncio) document this policy, now and on

@@ -144,6 +144,15 @@ def _stamp_current_trace_id(call: OutgoingCall) -> None:
         call.error_metadata.append((TRACE_ID_KEY, format_trace_id(span_context.trace_id)))
 
 
+def _stamp_trailers(context: Any, span_context: Any) -> str | None:
+    """Put the trace id of `span_context` in the response's trailing metadata; the id, or None if invalid."""
+    if not span_context.is_valid:
+        return None
+    trace_id = format_trace_id(span_context.trace_id)
+    context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
+    return trace_id
+
+
 def _keep_trace_id_in_trailers(context: Any, trace_id: str) -> None:
     trailing = context.trailing_metadata() or ()
     if not any(key == TRACE_ID_KEY for key, _ in trailing):  # the handler set trailers of its own
@@ -170,6 +179,7 @@ class ClientSpans(ClientConcern):
         self._tracer = _tracer(tracer_provider)
         self._request_hook = request_hook
         self._response_hook = response_hook
+        self.wants_response = response_hook is not None
         if methods is not None:
             self.methods = methods
 
@@ -220,12 +230,8 @@ class ServerTraceIds(ServerConcern):
     """The trace id of the current span (whoever made it) in the trailing metadata of every response."""
 
     def start(self, call: IncomingCall) -> _TraceIdStamp | None:
-        span_context = trace.get_current_span().get_span_context()
-        if not span_context.is_valid:
-            return None
-        trace_id = format_trace_id(span_context.trace_id)
-        call.context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
-        return _TraceIdStamp(trace_id, call.context)
+        trace_id = _stamp_trailers(call.context, trace.get_current_span().get_span_context())
+        return _TraceIdStamp(trace_id, call.context) if trace_id is not None else None
 
 
 class _TraceIdStamp:
@@ -274,12 +280,7 @@ class ServerSpans(ServerConcern):
         attributes.update(self._peer_attributes(context.peer()))
         span = self._tracer.start_span(call.method, parent, SpanKind.SERVER, attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        span_context = span.get_span_context()
-        trace_id = None
-        if span_context.is_valid:
-            trace_id = format_trace_id(span_context.trace_id)
-            context.set_trailing_metadata(((TRACE_ID_KEY, trace_id),))
-        return _ServerSpan(span, token, trace_id, context)
+        return _ServerSpan(span, token, _stamp_trailers(context, span.get_span_context()), context)
 
     def _peer_attributes(self, peer: str) -> dict[str, str]:
         """net.peer.* as the instrumentation derives them ("ipv4:127.0.0.1:57284", "ipv6:[::1]:57284")."""

@@ -75,18 +75,18 @@ class SelfRegistration:
         """Heartbeats (TTL checks) and re-assertions, on one channel, until `deregister()`."""
         beat = self.ttl / 3 if self.check == "ttl" else None
         reassert = self.reassert_interval if self.reassert_interval > 0 else None
-        steps = [s for s in (beat, reassert) if s is not None]
-        step = min(steps)
-        next_beat = next_reassert = time.monotonic()
+        step = min(s for s in (beat, reassert) if s is not None)
+        beat_due = time.monotonic()  # the first heartbeat at the first wake-up
+        reassert_due = beat_due + (reassert or 0.0)
         with endpoints.channel(self.control_plane) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             while not self._stop.wait(step):
                 now = time.monotonic()
-                if beat is not None and now >= next_beat:
-                    next_beat = now + beat
+                if beat is not None and now >= beat_due:
+                    beat_due = now + beat
                     self._heartbeat(stub)
-                if reassert is not None and now >= next_reassert + reassert:
-                    next_reassert = now
+                if reassert is not None and now >= reassert_due:
+                    reassert_due = now + reassert
                     try:
                         self._register_until_answered(stub, 0)
                     except grpc.RpcError as exc:

@@ -175,9 +175,6 @@ class _HostBase:
         self._closers.clear()
         _flush_spans()
 
-    def _listen_address(self) -> str:
-        return self.settings.listen
-
 
 def _flush_spans() -> None:
     """Export the spans still buffered (an SDK provider's batch) before the process exits."""
@@ -228,7 +225,7 @@ class ServiceHost(_HostBase):
     def start(self, *services: str) -> int:
         """Serve `services` (their full names, for health and reflection), register, mark SERVING; the port."""
         self._add_health_and_reflection(self.server, services)
-        self.port = self.server.add_insecure_port(self._listen_address())
+        self.port = self.server.add_insecure_port(self.settings.listen)
         if not self.port:
             raise OSError(f"cannot listen on {self.settings.listen}")
         self.server.start()
@@ -289,7 +286,7 @@ class AioServiceHost(_HostBase):
 
     async def start(self, *services: str) -> int:
         self._add_health_and_reflection(self.server, services)
-        self.port = self.server.add_insecure_port(self._listen_address())
+        self.port = self.server.add_insecure_port(self.settings.listen)
         if not self.port:
             raise OSError(f"cannot listen on {self.settings.listen}")
         await self.server.start()

@@ -70,6 +70,13 @@ SECRET = grammar(
     r"[A-Za-z0-9][A-Za-z0-9_./-]{0,254}",
     "1..255 letters, digits, '_', '.', '/' or '-', starting with a letter or digit",
 )
+# What a breaker guards, as operators name it in `breaker_overrides`: "pkg.Service", "pkg.Service/Method",
+# either with "@host:port" for a breaker kept per instance.
+BREAKER_TARGET = grammar(
+    "breaker target",
+    r"[A-Za-z_][A-Za-z0-9_.]{0,199}(/[A-Za-z_][A-Za-z0-9_]{0,99})?(@[A-Za-z0-9_.:\[\]-]{1,100})?",
+    "a gRPC service ('pkg.Service') or method ('pkg.Service/Method'), optionally '@host:port'",
+)
 
 
 def shown(value: object, limit: int = MAX_ECHO) -> str:

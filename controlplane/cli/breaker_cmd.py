@@ -15,6 +15,7 @@ import grpc
 from controlplane.cli.config_cmd import update_layer
 from controlplane.interceptors.breaker import Override
 from controlplane.interceptors.live import POLICY_SECTION
+from controlplane.names import BREAKER_TARGET, shown
 
 ACTIONS = {"force-open": "forced_open", "disable": "disabled", "metrics-only": "metrics_only",
            "open-for": "open", "reset": "closed"}
@@ -23,7 +24,9 @@ ACTIONS = {"force-open": "forced_open", "disable": "disabled", "metrics-only": "
 def override(channel: grpc.Channel, service: str, environment: str, target: str, action: str,
              seconds: float | None) -> int:
     state = ACTIONS[action]
-    Override(state, seconds if state == "open" else None)  # refuse what the instances would refuse
+    if not BREAKER_TARGET.matches(target):  # refuse what the instances would refuse
+        raise ValueError(f"{shown(target)} is not a breaker target: must be {BREAKER_TARGET.rule}")
+    Override(state, seconds if state == "open" else None)
     value: dict[str, Any] = {"state": state, "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     if state == "open":
         value["seconds"] = seconds

@@ -33,6 +33,7 @@ from controlplane.interceptors.breaker import BreakerPolicy, BreakerRegistry, Ov
 from controlplane.interceptors.bulkhead import BulkheadPolicy, BulkheadRegistry
 from controlplane.interceptors.call import Clock
 from controlplane.interceptors.policy import ClientPolicy
+from controlplane.names import BREAKER_TARGET, shown
 
 __all__ = ["POLICY_SECTION", "LivePolicy", "parse_overrides"]
 
@@ -59,6 +60,9 @@ def parse_overrides(section: Any) -> dict[str, Override]:
         raise ValueError(f"breaker_overrides must be a mapping of target -> override, got {type(section).__name__}")
     overrides = {}
     for target, value in section.items():
+        if not isinstance(target, str) or not BREAKER_TARGET.matches(target):
+            raise ValueError(f"breaker_overrides: {shown(target)} is not a breaker target: "
+                             f"must be {BREAKER_TARGET.rule}")
         if not isinstance(value, Mapping) or "state" not in value:
             raise ValueError(f"breaker_overrides[{target!r}] must be an object with a 'state', got {value!r}")
         unknown = set(value) - {"state", "seconds", "at", "by"}

@@ -147,6 +147,8 @@ class Metrics:
         """Serve the Prometheus text format at http://LISTEN/metrics (any path); returns the port.
         OSError when the address cannot be bound."""
         host, _, port = listen.rpartition(":")
+        if not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"metrics address must be host:port with a port 0..65535, got {listen[:100]!r}")
         server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
         self._http = server
         return int(server.server_port)

@@ -16,6 +16,7 @@ import pytest
 
 from controlplane.config.client import ConfigClient
 from controlplane.interceptors import BreakerOpen, LivePolicy, State, client_interceptors
+from controlplane.v1 import config_pb2
 from controlplane.watch import Backoff
 from tests.config.conftest import set_config
 from tests.helpers import ROOT
@@ -97,3 +98,12 @@ def test_a_document_the_policy_cannot_take_keeps_the_running_one(control_plane, 
 def test_the_cli_refuses_an_open_for_without_seconds(control_plane, service):
     done = cli(control_plane.address, "breaker", service, "test.Echo", "open-for")
     assert done.returncode == 2 and "open-for takes SECONDS" in done.stderr
+
+
+@pytest.mark.parametrize("target", ["pkg S", "a" * 400, "pkg.S/"])
+def test_the_cli_refuses_what_is_not_a_breaker_target_and_writes_nothing(control_plane, config, service, target):
+    done = cli(control_plane.address, "breaker", service, target, "force-open")
+    assert done.returncode == 2 and "is not a breaker target" in done.stderr
+    with pytest.raises(grpc.RpcError) as missing:
+        config.GetConfig(config_pb2.GetConfigRequest(service=service), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

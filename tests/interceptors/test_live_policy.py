@@ -156,3 +156,14 @@ def test_interceptors_that_are_dropped_stop_following() -> None:
     gc.collect()
     live.update(ClientPolicy())
     assert live._listeners == []
+
+
+@pytest.mark.parametrize("target", ["", "pkg S", "pkg.S\n", "a" * 400, "/pkg.S", "pkg.S/", "pkg.S/Get/More",
+                                    "pkg.\u202eS"])
+def test_an_override_for_what_is_not_a_breaker_target_is_refused_and_changes_nothing(target: str,
+                                                                                    clock: FakeClock) -> None:
+    live = LivePolicy(clock=clock)
+    breaker = live.breakers.get("pkg.S")
+    with pytest.raises(ValueError, match="breaker target"):
+        live.apply_section({"breaker_overrides": {"pkg.S": {"state": "forced_open"}, target: {"state": "disabled"}}})
+    assert breaker.state is State.CLOSED

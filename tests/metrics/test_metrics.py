@@ -109,6 +109,9 @@ def test_the_control_plane_serves_its_metrics_in_prometheus_format(consul, tmp_p
                   if s.name.endswith("_count") and s.labels["operation"] == "probe" and s.labels["outcome"] == "ok"]
         assert probes and probes[0].value > 0
         assert "controlplane_breaker_state" in families  # the saga's participant breakers, none used yet
+        lag = [s.value for s in families["controlplane_event_loop_lag_seconds"] if s.name.endswith("_count")]
+        assert lag and lag[0] > 0  # the loop watcher has been measuring since start-up
+        assert "controlplane_gc_pause_seconds" in families
         with grpc.insecure_channel(plane.address) as channel:
             watch = registry_pb2_grpc.RegistryServiceStub(channel).Watch(
                 registry_pb2.WatchRequest(service="metrics-probe"), timeout=30)
@@ -160,3 +163,9 @@ def test_sagas_and_their_steps_are_counted_and_timed(consul, tmp_path) -> None:
     finally:
         participants.stop()
         plane.kill()
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", ""])
+def test_a_metrics_address_that_is_not_host_port_is_refused_clearly(listen: str) -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        Metrics().serve(listen)

@@ -11,6 +11,7 @@ CONSUL := tools/bin/consul
 PROMETHEUS := tools/bin/prometheus
 BUF_VERSION := 1.75.0
 BUF := tools/npm/node_modules/.bin/buf
+XDS_PROTOS := tools/xds-protos/.version
 PYTEST_ARGS ?=
 # Control-plane replicas `make up` starts (the demo services use them all): make up REPLICAS=2
 REPLICAS ?= 1
@@ -24,7 +25,7 @@ help:
 	@echo "make test    install what is missing, run every test (against a real Consul agent)"
 	@echo "make down | status | logs | bench | fuzz | crash | lint | proto | deps | clean"
 
-deps: $(STAMP) $(CONSUL) $(PROMETHEUS) $(BUF)
+deps: $(STAMP) $(CONSUL) $(PROMETHEUS) $(BUF) $(XDS_PROTOS)
 	@echo "deps: $$($(CONSUL) version | head -n 1); $$($(PROMETHEUS) --version 2>&1 | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
 
 $(STAMP): pyproject.toml setup.py
@@ -39,6 +40,9 @@ $(CONSUL): scripts/install-consul.sh
 
 $(PROMETHEUS): scripts/install-prometheus.sh
 	scripts/install-prometheus.sh
+
+$(XDS_PROTOS): scripts/fetch-xds-protos.sh $(STAMP)
+	scripts/fetch-xds-protos.sh
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix tools/npm @bufbuild/buf@$(BUF_VERSION)

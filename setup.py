@@ -14,7 +14,8 @@ from setuptools import find_packages, setup
 
 packages = find_packages(include=["controlplane", "controlplane.*"])
 packages += find_packages("gen", include=["controlplane.v1", "controlplane.v1.*"])
-package_dir = {"controlplane.v1": "gen/controlplane/v1"}
+packages += find_packages("gen", include=["controlplane.xds.v1", "controlplane.xds.v1.*"])
+package_dir = {"controlplane.v1": "gen/controlplane/v1", "controlplane.xds.v1": "gen/controlplane/xds/v1"}
 if os.environ.get("CONTROLPLANE_DEV_INSTALL") == "1":
     packages += find_packages(include=["services", "services.*"])
     packages += find_packages("gen", include=["demo", "demo.*"])

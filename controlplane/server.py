@@ -29,6 +29,8 @@ from controlplane.v1 import (
     saga_pb2_grpc,
 )
 from controlplane.watch import Reachability
+from controlplane.xds.ads import AggregatedDiscovery
+from controlplane.xds.views import ServiceViews
 
 log = logging.getLogger(__name__)
 PROBE_KEY = "controlplane/probe"  # never written: a consistent read of nothing still needs the leader
@@ -53,6 +55,8 @@ class ControlPlane:
     _cache: InstanceCache | None = None
     _saga: SagaService | None = None
     _config: ConfigServicer | None = None
+    _xds_views: ServiceViews | None = None
+    xds: AggregatedDiscovery | None = None
     _reachability: Reachability = field(default_factory=Reachability)
     metrics_port: int = 0  # the Prometheus endpoint's port (0: none)
     _metrics_served: Metrics | None = None
@@ -76,6 +80,11 @@ class ControlPlane:
             reachability=self._reachability,
         )
         self._config.add_to_server(server)
+        # xDS for stock gRPC clients, on the same port, from the same watches as Discover and WatchConfig.
+        self._xds_views = ServiceViews(self._cache.watch, self._config.document_watch,
+                                       first_sync_timeout=s.cache.first_sync_timeout)
+        self.xds = AggregatedDiscovery(self._xds_views, identifier=f"controlplane {socket.gethostname()}")
+        self.xds.add_to_server(server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -168,6 +177,8 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         stopping = asyncio.ensure_future(self._server.stop(grace)) if self._server else None
+        if self._xds_views is not None:
+            await self._xds_views.stop()
         if self._cache is not None:
             await self._cache.stop()
         if self._config is not None:

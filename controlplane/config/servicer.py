@@ -25,7 +25,7 @@ from controlplane.config.wire import from_struct, timestamp, to_struct
 from controlplane.config.writer import ConfigWriter
 from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
 from controlplane.v1 import config_pb2, config_pb2_grpc
-from controlplane.watch import Backoff, Reachability
+from controlplane.watch import Backoff, BlockingQueryWatch, Reachability
 from controlplane.watch.quota import StreamQuota
 
 DEFAULT_PAGE_SIZE = 20
@@ -72,6 +72,10 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         config_pb2_grpc.add_ConfigServiceServicer_to_server(self, server)
+
+    def document_watch(self, service: str) -> BlockingQueryWatch[ServiceState]:
+        """The watch of one service's configuration, shared with WatchConfig (the xDS server reads it too)."""
+        return self._watches.watch(service)
 
     async def stop(self) -> None:
         """End every WatchConfig stream (they finish with OK; clients reconnect)."""

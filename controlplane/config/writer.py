@@ -28,6 +28,7 @@ from controlplane.config.model import (
 )
 from controlplane.config.store import ConfigStore, StaleState
 from controlplane.errors import ConflictError, FieldViolation, NotFoundError, ValidationError
+from controlplane.xds import traffic
 
 # Attempts of one write while other layers of the same service are being written concurrently.
 MAX_ATTEMPTS = 20
@@ -144,7 +145,7 @@ def _document_violations(state: ServiceState, written: str, schema: SchemaRecord
     """Problems of every served document the write changes: the written one as `content.*`, others by name."""
     problems: list[FieldViolation] = []
     for env, document in state.affected_by(written).items():
-        found = flags.check_flags(document.content, root="")
+        found = flags.check_flags(document.content, root="") + traffic.check(document.content, root="")
         if schema is not None:
             found += schemas.violations(schema.schema, document.content, root="")
         if env == written:

@@ -1,0 +1,233 @@
+"""envoy.service.discovery.v3.AggregatedDiscoveryService: state-of-the-world ADS for stock gRPC clients.
+
+Per stream and per type URL the server keeps what the client subscribed to, the version and nonce it last
+sent, and what the client said of it: an ACK (the version it applied) or a NACK (its error text, logged and
+counted; the client stays on its last good config and so does this server's view of it). A request whose
+nonce is not the last one sent for its type is stale and ignored (the xDS protocol's rule). A type is sent
+again when its resources change (their version is a hash of what they hold) or the subscription changes.
+Resources that fail gRPC's rules (`resources.problems`) are not sent: the client keeps the last good ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import any_pb2
+
+from controlplane.xds.resources import LISTENER, TYPES, problems, service_of, version_of
+from controlplane.xds.v1 import envoy_wire_pb2 as w
+from controlplane.xds.views import ServiceView, ServiceViews
+
+log = logging.getLogger(__name__)
+
+SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+METHOD = f"/{SERVICE}/StreamAggregatedResources"
+ENVIRONMENT_KEY = "environment"  # node.metadata key naming the config environment a client follows
+_CHANGED = object()  # in a stream's inbox: some view it uses has changed
+
+
+@dataclass
+class Subscription:
+    """One type URL on one stream."""
+
+    names: frozenset[str] = frozenset()
+    sent_version: str = ""
+    nonce: str = ""
+    acked_version: str = ""
+    last_nack: str = ""
+    nacks: int = 0
+    responses: int = 0
+    answered: frozenset[str] | None = None  # the names the last response answered
+
+
+@dataclass
+class Stream:
+    """One ADS stream: who is on it and where each of its subscriptions stands."""
+
+    peer: str
+    node_id: str = ""
+    node_cluster: str = ""
+    user_agent: str = ""
+    environment: str = ""
+    connected_at: float = field(default_factory=time.time)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+
+
+@dataclass
+class Counters:
+    """What every stream of this process did, for metrics and the status RPC."""
+
+    responses: dict[str, int] = field(default_factory=dict)
+    acks: dict[str, int] = field(default_factory=dict)
+    nacks: dict[str, int] = field(default_factory=dict)
+    refused: int = 0  # resources this server built but did not send, because a client would refuse them
+
+    @staticmethod
+    def bump(table: dict[str, int], type_url: str) -> None:
+        table[type_url] = table.get(type_url, 0) + 1
+
+
+class AggregatedDiscovery:
+    """The ADS server. `add_to_server()` puts it on a grpc.aio server."""
+
+    def __init__(self, views: ServiceViews, identifier: str = "controlplane") -> None:
+        self._views = views
+        self._identifier = w.ControlPlaneId(identifier=identifier)
+        self._nonces = itertools.count(1)
+        self.streams: dict[int, Stream] = {}
+        self.counters = Counters()
+        self._ids = itertools.count(1)
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        handler = grpc.stream_stream_rpc_method_handler(
+            self.stream,
+            request_deserializer=w.DiscoveryRequest.FromString,
+            response_serializer=w.DiscoveryResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"StreamAggregatedResources": handler}),)
+        )
+
+    async def stream(self, requests: AsyncIterator[w.DiscoveryRequest], context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[w.DiscoveryResponse]:
+        stream_id = next(self._ids)
+        stream = Stream(peer=context.peer())
+        self.streams[stream_id] = stream
+        inbox: asyncio.Queue[w.DiscoveryRequest | object | None] = asyncio.Queue()
+        pending_change = False
+
+        def on_change() -> None:  # one marker in the inbox however many views changed meanwhile
+            nonlocal pending_change
+            if not pending_change:
+                pending_change = True
+                inbox.put_nowait(_CHANGED)
+
+        used: dict[str, ServiceView] = {}
+        reader = asyncio.get_running_loop().create_task(_read(requests, inbox))
+        try:
+            while True:
+                items = [await inbox.get()]
+                while not inbox.empty():
+                    items.append(inbox.get_nowait())
+                dirty: set[str] = set()
+                for item in items:
+                    if item is None:
+                        return  # the client ended the stream
+                    if item is _CHANGED:
+                        pending_change = False
+                        dirty |= {t for t, sub in stream.subscriptions.items() if sub.names}
+                    else:
+                        dirty |= self._take(item, stream, used, on_change)  # type: ignore[arg-type]
+                for type_url in sorted(dirty):
+                    response = self._response(stream, type_url, used)
+                    if response is not None:
+                        yield response
+        finally:
+            reader.cancel()
+            for service, view in used.items():
+                view.off_change(on_change)
+                self._views.release(service)
+            del self.streams[stream_id]
+
+    def _take(self, request: w.DiscoveryRequest, stream: Stream, used: dict[str, ServiceView],
+              on_change: Callable[[], None]) -> set[str]:
+        """Apply one request to the stream's state; the type URLs it asks to be (re)sent."""
+        if request.HasField("node") and not stream.node_id:
+            node = request.node
+            stream.node_id, stream.node_cluster = node.id, node.cluster
+            stream.user_agent = f"{node.user_agent_name} {node.user_agent_version}".strip()
+            value = node.metadata.fields.get(ENVIRONMENT_KEY)
+            stream.environment = value.string_value if value is not None else ""
+        type_url = request.type_url
+        if type_url not in TYPES:
+            log.info("xds: %s (%s) asked for %s, which this server does not serve", stream.node_id, stream.peer,
+                     type_url)
+            return set()
+        sub = stream.subscriptions.setdefault(type_url, Subscription())
+        if request.response_nonce:
+            if request.response_nonce != sub.nonce:
+                return set()  # stale: an answer to a response that has been superseded
+            if request.HasField("error_detail"):
+                sub.last_nack = request.error_detail.message
+                sub.nacks += 1
+                Counters.bump(self.counters.nacks, type_url)
+                log.warning("xds: %s (%s) NACKed %s version %s: %s", stream.node_id, stream.peer, _short(type_url),
+                            sub.sent_version, request.error_detail.message)
+            else:
+                sub.acked_version = request.version_info
+                sub.last_nack = ""
+                Counters.bump(self.counters.acks, type_url)
+        names = frozenset(request.resource_names)
+        if names == sub.names and request.response_nonce:
+            return set()
+        self._resubscribe(stream, used, sub, type_url, names, on_change)
+        return {type_url}
+
+    def _resubscribe(self, stream: Stream, used: dict[str, ServiceView], sub: Subscription, type_url: str,
+                     names: frozenset[str], on_change: Callable[[], None]) -> None:
+        sub.names = names
+        wanted = {service for s_type, s in stream.subscriptions.items() for name in s.names
+                  if (service := service_of(s_type, name)) is not None}
+        for service in wanted - used.keys():
+            view = self._views.use(service)
+            view.on_change(on_change)
+            used[service] = view
+        for service in used.keys() - wanted:
+            used.pop(service).off_change(on_change)
+            self._views.release(service)
+
+    def _response(self, stream: Stream, type_url: str, used: dict[str, ServiceView]) -> w.DiscoveryResponse | None:
+        """The response for one type, or None when there is nothing new to send (or nothing sendable yet)."""
+        sub = stream.subscriptions[type_url]
+        found: list[tuple[str, bytes]] = []
+        for name in sorted(sub.names):
+            service = service_of(type_url, name)
+            view = used.get(service) if service is not None else None
+            if view is None:
+                continue  # not a name this server makes: absent, as it does not exist
+            resources = view.resources(stream.environment)
+            if resources is None:
+                return None  # not ready: say nothing rather than that it does not exist
+            if type_url == LISTENER:
+                wrong = problems(resources, name)
+                if wrong:
+                    self.counters.refused += 1
+                    log.error("xds: not sending listener %s, gRPC would refuse it: %s", name, "; ".join(wrong))
+                    return None
+            body = resources.get(type_url, name)
+            if body is not None:
+                found.append((name, body))
+        version = version_of(found)
+        if version == sub.sent_version and sub.answered == sub.names:
+            return None  # the client has all of it already
+        sub.sent_version = version
+        sub.answered = sub.names
+        sub.nonce = str(next(self._nonces))
+        sub.responses += 1
+        Counters.bump(self.counters.responses, type_url)
+        return w.DiscoveryResponse(
+            version_info=version,
+            type_url=type_url,
+            nonce=sub.nonce,
+            resources=[any_pb2.Any(type_url=type_url, value=body) for _, body in found],
+            control_plane=self._identifier,
+        )
+
+
+async def _read(requests: AsyncIterator[w.DiscoveryRequest], inbox: asyncio.Queue[w.DiscoveryRequest | object | None]
+                ) -> None:
+    try:
+        async for request in requests:
+            inbox.put_nowait(request)
+    finally:
+        inbox.put_nowait(None)
+
+
+def _short(type_url: str) -> str:
+    return type_url.rsplit(".", 1)[-1]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
@@ -45,42 +44,54 @@ def service_of(type_url: str, name: str) -> str | None:
     return service if not check_service_name(service) else None
 
 
-@dataclass(frozen=True)
 class ServiceResources:
-    """Every resource of one service, encoded once and shared by all streams that ask for them."""
+    """Every resource of one service, encoded once and shared by all streams that ask for them.
 
-    service: str
-    policy: TrafficPolicy
-    clusters: dict[str, bytes]
-    endpoints: dict[str, bytes]
-    _route: w.RouteConfiguration
-    _filters: tuple[w.HttpFilter, ...]
+    The Cluster `order` (every passing instance) and `order@VERSION` (those of one version) exist whatever
+    the routes name: a client moving to a split keeps the cluster it uses until the new ones are warm
+    (make before break), instead of losing it the moment the set of routed clusters changes.
+    """
+
+    def __init__(self, service: str, instances: Iterable[Instance], policy: TrafficPolicy,
+                 zone: str = "controlplane") -> None:
+        self.service = service
+        self.policy = policy
+        self._instances = sorted(instances, key=lambda i: i.instance_id)
+        self._zone = zone
+        self.route = _route(service, policy)
+        self.filters = _filters(policy)
+        self.routed = ({f"{service}@{version}" for version, _ in policy.split} if policy.split else {service})
+        self._encoded: dict[tuple[str, str], bytes | None] = {}
 
     def get(self, type_url: str, name: str) -> bytes | None:
         """The encoded resource, or None when it does not exist."""
-        if type_url == LISTENER:
-            return self._listener(name).SerializeToString(deterministic=True)
-        if type_url == CLUSTER:
-            return self.clusters.get(name)
-        if type_url == ENDPOINTS:
-            return self.endpoints.get(name)
-        return None
+        key = (type_url, name)
+        if key not in self._encoded:
+            self._encoded[key] = self._make(type_url, name)
+        return self._encoded[key]
 
-    def _listener(self, name: str) -> w.Listener:
-        manager = w.HttpConnectionManager(stat_prefix=name, route_config=self._route, http_filters=self._filters)
-        return w.Listener(name=name, api_listener=w.ApiListener(api_listener=_pack(_HCM, manager)))
+    def _make(self, type_url: str, name: str) -> bytes | None:
+        if service_of(type_url, name) != self.service:
+            return None
+        message: object
+        if type_url == LISTENER:
+            manager = w.HttpConnectionManager(stat_prefix=name, route_config=self.route, http_filters=self.filters)
+            message = w.Listener(name=name, api_listener=w.ApiListener(api_listener=_pack(_HCM, manager)))
+        elif type_url == CLUSTER:
+            message = _cluster(name, self.policy)
+        elif type_url == ENDPOINTS:
+            _, _, version = name.partition("@")
+            members = [i for i in self._instances if not version or i.version == version]
+            message = _assignment(name, members, self._zone)
+        else:
+            return None
+        return message.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
 
 
 def build(service: str, instances: Iterable[Instance], policy: TrafficPolicy, zone: str = "controlplane"
           ) -> ServiceResources:
     """The resources of `service`: `instances` are the ones to send traffic to (passing, already chosen)."""
-    instances = sorted(instances, key=lambda i: i.instance_id)
-    subsets = {f"{service}@{version}": [i for i in instances if i.version == version] for version, _ in policy.split}
-    groups = subsets or {service: instances}
-    clusters = {name: _cluster(name, policy).SerializeToString(deterministic=True) for name in groups}
-    endpoints = {name: _assignment(name, members, zone).SerializeToString(deterministic=True)
-                 for name, members in groups.items()}
-    return ServiceResources(service, policy, clusters, endpoints, _route(service, policy), _filters(policy))
+    return ServiceResources(service, instances, policy, zone)
 
 
 def version_of(resources: Sequence[tuple[str, bytes]]) -> str:
@@ -202,8 +213,8 @@ def _u32(value: int) -> wrappers_pb2.UInt32Value:
 def problems(resources: ServiceResources, listener_name: str) -> list[str]:
     """What a gRPC client would NACK in these resources (empty when it accepts them all)."""
     found = []
-    route = resources._route
-    filters = resources._filters
+    route = resources.route
+    filters = resources.filters
     if not filters or filters[-1].name != "envoy.filters.http.router":
         found.append("the router filter must be the last HTTP filter")
     for host in route.virtual_hosts:
@@ -215,16 +226,15 @@ def problems(resources: ServiceResources, listener_name: str) -> list[str]:
                 weights = [c.weight.value for c in action.weighted_clusters.clusters]
                 if not sum(weights):
                     found.append("weighted clusters must have a total weight above 0")
-                missing = [c.name for c in action.weighted_clusters.clusters if c.name not in resources.clusters]
-                found += [f"route names cluster {name}, which is not made" for name in missing]
-            elif action.cluster not in resources.clusters:
-                found.append(f"route names cluster {action.cluster}, which is not made")
-    for name, body in resources.clusters.items():
-        cluster = w.Cluster.FromString(body)
-        if cluster.type != w.DISCOVERY_TYPE_EDS or not cluster.eds_cluster_config.eds_config.HasField("ads"):
+    for name in sorted(resources.routed):
+        body = resources.get(CLUSTER, name)
+        cluster = w.Cluster.FromString(body) if body is not None else None
+        if cluster is None:
+            found.append(f"the route names cluster {name}, which is not made")
+        elif cluster.type != w.DISCOVERY_TYPE_EDS or not cluster.eds_cluster_config.eds_config.HasField("ads"):
             found.append(f"cluster {name} must be an EDS cluster over ADS")
-    for name, body in resources.endpoints.items():
-        for locality in w.ClusterLoadAssignment.FromString(body).endpoints:
+        endpoints = resources.get(ENDPOINTS, name)
+        for locality in w.ClusterLoadAssignment.FromString(endpoints or b"").endpoints:
             if not locality.load_balancing_weight.value:
                 found.append(f"a locality of {name} has no load-balancing weight (gRPC drops it)")
     if service_of(LISTENER, listener_name) != resources.service:

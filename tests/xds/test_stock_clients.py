@@ -23,3 +23,162 @@ def test_discovery_and_round_robin_over_two_instances(
     result = client.calls(target, 100)
     assert result["errors"] == {}
     assert result["by"] == {f"{service_name}-a": 50, f"{service_name}-b": 50}
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def set_policy(config: object, service: str, policy: dict[str, object], expected: int) -> int:
+    """Write the service's traffic policy; the new document version."""
+    from tests.config.conftest import set_config
+
+    return set_config(config, service, {"traffic_policy": policy}, expected=expected).version  # type: ignore[arg-type]
+
+
+def served(client: StockClient, target: str, n: int = 10) -> dict[str, int]:
+    return client.calls(target, n, wait_for_ready=True)["by"]
+
+
+@pytest.fixture
+def config(channel: object) -> object:
+    from controlplane.v1 import config_pb2_grpc
+
+    return config_pb2_grpc.ConfigServiceStub(channel)  # type: ignore[arg-type]
+
+
+def ready(client: StockClient, target: str, names: set[str]) -> None:
+    wait_until(lambda: set(served(client, target, 20)) == names, timeout=15, what=f"{names} to be served")
+
+
+# --- instances leaving --------------------------------------------------------------------------------------
+
+
+def test_an_instance_that_turns_unhealthy_gets_no_more_calls(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient]
+) -> None:
+    """Still up and reachable, but failing its health check: only the registry can tell the client."""
+    a = backends(service_name, f"{service_name}-a")
+    backends(service_name, f"{service_name}-b")
+    client = stock_clients()
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-a", f"{service_name}-b"})
+    from grpc_health.v1 import health_pb2
+
+    a.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    wait_until(lambda: set(served(client, target)) == {f"{service_name}-b"}, timeout=10,
+               what="the unhealthy instance to leave the endpoints")
+    calls_before = a.calls
+    result = client.calls(target, 100)
+    assert result == {**result, "by": {f"{service_name}-b": 100}, "errors": {}}
+    assert a.calls == calls_before
+
+
+def test_an_instance_killed_gets_no_calls_and_none_fail(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient]
+) -> None:
+    a = backends(service_name, f"{service_name}-a")
+    backends(service_name, f"{service_name}-b")
+    client = stock_clients("aio")
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-a", f"{service_name}-b"})
+    a.stop()
+    result = client.calls(target, 200)
+    assert result["errors"] == {}
+    assert result["by"] == {f"{service_name}-b": 200}
+
+
+# --- policies -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "aio"])
+def test_canary_split_by_version_within_five_percent(
+    mode: str, service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient],
+    config: object,
+) -> None:
+    backends(service_name, f"{service_name}-stable", version="0.1.0")
+    backends(service_name, f"{service_name}-canary", version="0.2.0")
+    set_policy(config, service_name, {"split": [{"version": "0.2.0", "weight": 10},
+                                                {"version": "0.1.0", "weight": 90}]}, expected=0)
+    client = stock_clients(mode)
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-stable", f"{service_name}-canary"})
+    result = client.calls(target, 1000)
+    assert result["errors"] == {}
+    assert abs(result["by"][f"{service_name}-canary"] - 100) <= 50, result["by"]
+    assert sum(result["by"].values()) == 1000
+
+
+def test_a_policy_change_reaches_running_clients_within_a_second(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient], config: object
+) -> None:
+    import time
+
+    backends(service_name, f"{service_name}-stable", version="0.1.0")
+    backends(service_name, f"{service_name}-canary", version="0.2.0")
+    client = stock_clients()
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-stable", f"{service_name}-canary"})
+    set_policy(config, service_name, {"split": [{"version": "0.1.0", "weight": 1}]}, expected=0)
+    acknowledged = time.monotonic()
+    wait_until(lambda: set(client.calls(target, 4)["by"]) == {f"{service_name}-stable"}, timeout=5)
+    assert time.monotonic() - acknowledged < 1.0
+    assert client.calls(target, 100)["by"] == {f"{service_name}-stable": 100}
+
+
+def test_fault_injection_aborts_and_delays_the_share_asked(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient], config: object
+) -> None:
+    backends(service_name, f"{service_name}-a")
+    set_policy(config, service_name, {"fault": {"abort": {"code": "RESOURCE_EXHAUSTED", "percent": 50}}},
+               expected=0)
+    client = stock_clients()
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-a"})
+    wait_until(lambda: client.calls(target, 20)["errors"], timeout=15, what="the abort fault to apply")
+    result = client.calls(target, 400)
+    assert set(result["errors"]) == {"RESOURCE_EXHAUSTED"}
+    assert abs(result["errors"]["RESOURCE_EXHAUSTED"] - 200) <= 60, result["errors"]
+    set_policy(config, service_name, {"fault": {"delay": {"seconds": 0.2, "percent": 100}}}, expected=1)
+    wait_until(lambda: min(client.calls(target, 3)["ms"]) >= 200, timeout=10, what="the delay fault to apply")
+    result = client.calls(target, 5)
+    assert result["errors"] == {} and min(result["ms"]) >= 200
+
+
+def test_retries_mask_a_failing_instance(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient], config: object
+) -> None:
+    failing = backends(service_name, f"{service_name}-failing")
+    backends(service_name, f"{service_name}-good")
+    client = stock_clients("aio")
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-failing", f"{service_name}-good"})
+    import grpc
+
+    failing.fail_with = grpc.StatusCode.UNAVAILABLE
+    assert client.calls(target, 100)["errors"].get("UNAVAILABLE", 0) >= 30  # round robin: about half fail
+    set_policy(config, service_name, {"retry": {"codes": ["UNAVAILABLE"], "max_attempts": 3}}, expected=0)
+    wait_until(lambda: not client.calls(target, 20)["errors"], timeout=5, what="retries to apply")
+    result = client.calls(target, 200)
+    assert result["errors"] == {}
+    assert result["by"] == {f"{service_name}-good": 200}
+
+
+def test_ring_hash_by_header_keeps_each_user_on_one_instance(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient], config: object
+) -> None:
+    names = {f"{service_name}-{i}" for i in range(3)}
+    for name in sorted(names):
+        backends(service_name, name)
+    set_policy(config, service_name, {"hash_header": "x-user"}, expected=0)
+    client = stock_clients()
+    target = f"xds:///{service_name}"
+    wait_until(lambda: len(client.calls(target, 3, metadata=[["x-user", "warm-up"]], wait_for_ready=True)["by"]) == 1
+               and len({w for u in range(12) for w in client.calls(target, 1, metadata=[["x-user", f"u{u}"]])["by"]})
+               == 3, timeout=15, what="ring hash over all three instances")
+    homes = {}
+    for user in range(12):
+        result = client.calls(target, 20, metadata=[["x-user", f"user-{user}"]])
+        assert result["errors"] == {}
+        assert len(result["by"]) == 1, result["by"]  # every call of one user to one instance
+        homes[user] = next(iter(result["by"]))
+    assert len(set(homes.values())) >= 2  # and users spread over instances

@@ -29,7 +29,9 @@ from controlplane.v1 import (
     saga_pb2_grpc,
 )
 from controlplane.watch import Reachability
+from controlplane.v1 import xds_pb2, xds_pb2_grpc
 from controlplane.xds.ads import AggregatedDiscovery
+from controlplane.xds.status import XdsStatusServicer
 from controlplane.xds.views import ServiceViews
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ SERVICE_NAMES = (
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     config_pb2.DESCRIPTOR.services_by_name["ConfigService"].full_name,
     saga_pb2.DESCRIPTOR.services_by_name["SagaService"].full_name,
+    xds_pb2.DESCRIPTOR.services_by_name["XdsStatusService"].full_name,
 )
 
 
@@ -85,6 +88,7 @@ class ControlPlane:
                                        first_sync_timeout=s.cache.first_sync_timeout)
         self.xds = AggregatedDiscovery(self._xds_views, identifier=f"controlplane {socket.gethostname()}")
         self.xds.add_to_server(server)
+        xds_pb2_grpc.add_XdsStatusServiceServicer_to_server(XdsStatusServicer(self.xds), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

@@ -5,6 +5,7 @@ controlplane status                 registered services and instances, with heal
 controlplane trace TRACE_ID         the span tree of one request, from the local span files
 controlplane config get|set         read or change a service's config
 controlplane breaker SVC TARGET ACT force-open, disable, metrics-only, open-for N, reset a service's breakers
+controlplane xds bootstrap|status   a bootstrap for stock gRPC xDS clients; each replica's ADS streams
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from controlplane import endpoints
-from controlplane.cli import breaker_cmd, config_cmd, saga_cmd, traces
+from controlplane.cli import breaker_cmd, config_cmd, saga_cmd, traces, xds_cmd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,12 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     saga_list.add_argument("--definition", default="")
     saga_list.add_argument("--limit", type=int, default=50)
     saga.add_parser("show").add_argument("saga_id")
+    xds = commands.add_parser("xds", help="xDS for stock gRPC clients").add_subparsers(dest="action", required=True)
+    boot = xds.add_parser("bootstrap", help="print a bootstrap (GRPC_XDS_BOOTSTRAP_CONFIG) for one node")
+    boot.add_argument("--node-id", default="controlplane-client", help="the node's id (shown by xds status)")
+    boot.add_argument("--cluster", default="", help="the node's cluster (default: its id)")
+    boot.add_argument("--zone", default="controlplane", help="the node's locality zone (grpc-js needs one)")
+    boot.add_argument("--env", default="", help="the config environment whose traffic policies it follows")
+    xds.add_parser("status", help="each replica's ADS streams: subscriptions, versions, ACKs and NACKs")
     args = parser.parse_args(argv)
     try:
         if args.command == "trace":
             return show_trace(args.trace_id, Path(args.dir))
         if args.command == "status":
             return status(args.control_plane)
+        if args.command == "xds" and args.action == "bootstrap":
+            return xds_cmd.bootstrap(args.control_plane, args.node_id, args.cluster, args.zone, args.env)
+        if args.command == "xds":
+            return xds_cmd.status(args.control_plane)
         with endpoints.channel(args.control_plane) as channel:
             if args.command == "config" and args.action == "get":
                 return config_cmd.get(channel, args.service, args.env)

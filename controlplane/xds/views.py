@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from controlplane.config.model import ServiceState
-from controlplane.registry.model import Instance, InstanceFilter, visible
 from controlplane.errors import ConsulUnavailable
+from controlplane.registry.model import Instance, InstanceFilter, visible
 from controlplane.watch import BlockingQueryWatch
 from controlplane.xds.resources import ServiceResources, build
 from controlplane.xds.traffic import TrafficPolicy
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 InstanceWatches = Callable[[str], BlockingQueryWatch[tuple[Instance, ...]]]
 DocumentWatches = Callable[[str], BlockingQueryWatch[ServiceState]]
 _EVERY = InstanceFilter()
+RESOLVE_TIMEOUT = 2.0
 
 
 class ServiceView:
@@ -99,7 +103,7 @@ class ServiceView:
             self.stale = snapshot.stale
             if snapshot.value is None or (snapshot.stale and self._instances is not None):
                 continue  # nothing Consul confirmed: keep what it last did
-            passing = tuple(visible(snapshot.value, _EVERY, include_unhealthy=False))
+            passing = await _with_ip_addresses(visible(snapshot.value, _EVERY, include_unhealthy=False))
             if passing != self._instances:
                 self._instances = passing
                 self._changed()
@@ -114,6 +118,29 @@ class ServiceView:
             if snapshot.value is not None and snapshot.value is not self._state:
                 self._state = snapshot.value
                 self._changed()
+
+
+async def _with_ip_addresses(instances: list[Instance]) -> tuple[Instance, ...]:
+    """The instances with IP addresses: gRPC clients refuse a whole endpoint set that holds a host name, so
+    names are resolved here (off the event loop) and an instance whose name does not resolve is left out."""
+    found = []
+    for instance in instances:
+        try:
+            ipaddress.ip_address(instance.address)
+            found.append(instance)
+            continue
+        except ValueError:
+            pass
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(instance.address, instance.port, type=socket.SOCK_STREAM),
+                RESOLVE_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            log.warning("xds: leaving out %s: its address %r does not resolve (%s)", instance.instance_id,
+                        instance.address, exc)
+            continue
+        found.append(dataclasses.replace(instance, address=answers[0][4][0]))
+    return tuple(found)
 
 
 class ServiceViews:

@@ -77,7 +77,8 @@ def main() -> int:
             real_values = {v.number: v.name for v in real.values}
             for value in mine.values:
                 if value.number not in real_values or not value.name.endswith(real_values[value.number]):
-                    problems.append(f"{ours}.{value.name} = {value.number}: {theirs} has {real_values.get(value.number)}")
+                    real_name = real_values.get(value.number)
+                    problems.append(f"{ours}.{value.name} = {value.number}: {theirs} has {real_name}")
             continue
         mine = ours_file.message_types_by_name[ours]
         real = pool.FindMessageTypeByName(theirs)

@@ -182,3 +182,65 @@ def test_ring_hash_by_header_keeps_each_user_on_one_instance(
         assert len(result["by"]) == 1, result["by"]  # every call of one user to one instance
         homes[user] = next(iter(result["by"]))
     assert len(set(homes.values())) >= 2  # and users spread over instances
+
+
+# --- what the registry holds, and the control plane going away ----------------------------------------------
+
+
+def test_an_instance_registered_by_host_name_is_sent_as_an_address(
+    service_name: str, stock_clients: Callable[..., StockClient], register: Callable[..., object]
+) -> None:
+    """gRPC refuses a whole endpoint set holding a host name: the server resolves names before sending."""
+    backend = Backend(f"{service_name}-named")
+    try:
+        from tests.helpers import grpc_check
+
+        register(service=service_name, address="localhost", port=backend.port, check=grpc_check(1000),
+                 instance_id=f"{service_name}-named")
+        client = stock_clients()
+        ready(client, f"xds:///{service_name}", {f"{service_name}-named"})
+    finally:
+        backend.stop()
+
+
+def test_clients_keep_their_config_while_the_control_plane_restarts(
+    consul: object, service_name: str, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    import grpc
+
+    from controlplane.v1 import config_pb2_grpc, registry_pb2, registry_pb2_grpc
+    from tests.helpers import ControlPlaneProcess, grpc_check
+
+    log = Path(str(tmp_path)) / "cp.log"
+    first = ControlPlaneProcess(consul.http_addr, log_path=log).start()  # type: ignore[attr-defined]
+    backends = [Backend(f"{service_name}-{n}") for n in ("a", "b")]
+    client = StockClient(first.address)
+    second = None
+    try:
+        with grpc.insecure_channel(first.address) as channel:
+            registry = registry_pb2_grpc.RegistryServiceStub(channel)
+            for backend in backends:
+                registry.Register(registry_pb2.RegisterRequest(
+                    service=service_name, instance_id=backend.name, address="127.0.0.1", port=backend.port,
+                    version="0.1.0" if backend.name.endswith("a") else "0.2.0", check=grpc_check(1000)), timeout=5)
+        target = f"xds:///{service_name}"
+        ready(client, target, {b.name for b in backends})
+        first.kill()
+        result = client.calls(target, 100)
+        assert result["errors"] == {} and set(result["by"]) == {b.name for b in backends}
+        second = ControlPlaneProcess(consul.http_addr, port=first.port, log_path=log).start()  # type: ignore[attr-defined]
+        with grpc.insecure_channel(second.address) as channel:
+            set_policy(config_pb2_grpc.ConfigServiceStub(channel), service_name,
+                       {"split": [{"version": "0.2.0", "weight": 1}]}, expected=0)
+        # The client finds the new process by itself and follows what it now says.
+        wait_until(lambda: set(client.calls(target, 10)["by"]) == {f"{service_name}-b"}, timeout=20,
+                   what="the restarted control plane's policy to reach the client")
+    finally:
+        client.stop()
+        for backend in backends:
+            backend.stop()
+        for process in (first, second):
+            if process is not None:
+                process.kill()

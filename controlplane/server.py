@@ -27,9 +27,10 @@ from controlplane.v1 import (
     registry_pb2_grpc,
     saga_pb2,
     saga_pb2_grpc,
+    xds_pb2,
+    xds_pb2_grpc,
 )
 from controlplane.watch import Reachability
-from controlplane.v1 import xds_pb2, xds_pb2_grpc
 from controlplane.xds.ads import AggregatedDiscovery
 from controlplane.xds.status import XdsStatusServicer
 from controlplane.xds.views import ServiceViews

@@ -12,6 +12,8 @@ PROMETHEUS := tools/bin/prometheus
 BUF_VERSION := 1.75.0
 BUF := tools/npm/node_modules/.bin/buf
 XDS_PROTOS := tools/xds-protos/.version
+# Stock Node xDS clients for the polyglot test (tests/xds/test_node_client.py).
+NODE_XDS := tools/node-xds/node_modules/@grpc/grpc-js-xds/package.json
 PYTEST_ARGS ?=
 # Control-plane replicas `make up` starts (the demo services use them all): make up REPLICAS=2
 REPLICAS ?= 1
@@ -25,7 +27,7 @@ help:
 	@echo "make test    install what is missing, run every test (against a real Consul agent)"
 	@echo "make down | status | logs | bench | fuzz | crash | lint | proto | deps | clean"
 
-deps: $(STAMP) $(CONSUL) $(PROMETHEUS) $(BUF) $(XDS_PROTOS)
+deps: $(STAMP) $(CONSUL) $(PROMETHEUS) $(BUF) $(XDS_PROTOS) $(NODE_XDS)
 	@echo "deps: $$($(CONSUL) version | head -n 1); $$($(PROMETHEUS) --version 2>&1 | head -n 1); buf $$($(BUF) --version); $$($(VENV)/bin/grpcurl -version 2>&1); $$($(PY) --version)"
 
 $(STAMP): pyproject.toml setup.py
@@ -43,6 +45,11 @@ $(PROMETHEUS): scripts/install-prometheus.sh
 
 $(XDS_PROTOS): scripts/fetch-xds-protos.sh $(STAMP)
 	scripts/fetch-xds-protos.sh
+
+$(NODE_XDS):
+	@command -v node >/dev/null || { echo "Node.js is required (the polyglot xDS test runs a stock grpc-js client): install node 18+" >&2; exit 1; }
+	@echo "node $$(node --version): installing @grpc/grpc-js and @grpc/grpc-js-xds into tools/node-xds"
+	npm install --silent --no-audit --no-fund --prefix tools/node-xds @grpc/grpc-js@1.14.7 @grpc/grpc-js-xds@1.14.1
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix tools/npm @bufbuild/buf@$(BUF_VERSION)

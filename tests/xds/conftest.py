@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,9 +16,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from controlplane.v1 import registry_pb2
+from controlplane.v1 import config_pb2_grpc, registry_pb2
 from controlplane.xds.bootstrap import bootstrap_json
-from tests.helpers import ControlPlaneProcess, grpc_check
+from tests.config.conftest import set_config
+from tests.helpers import ControlPlaneProcess, grpc_check, wait_until
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,15 +51,26 @@ class Backend:
         self.server.stop(0).wait()
 
 
+NODE_MODULES = HERE.parents[1] / "tools" / "node-xds" / "node_modules"
+
+
 class StockClient:
-    """tests/xds/stock_client.py in a child process, bootstrapped at the control plane."""
+    """A stock client in a child process, bootstrapped at the control plane: tests/xds/stock_client.py
+    (mode "sync" or "aio", grpcio) or tests/xds/stock_client.js (mode "node", grpc-js with grpc-js-xds)."""
 
     def __init__(self, control_plane: str, mode: str = "sync", node_id: str = "test-client") -> None:
-        env = {"PATH": "/usr/bin:/bin", "GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap_json(control_plane, node_id)}
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "stock_client.py"), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, env=env, cwd="/",
-        )
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap_json(control_plane, node_id)}
+        if mode == "node":
+            node = shutil.which("node")
+            if node is None or not (NODE_MODULES / "@grpc" / "grpc-js-xds").is_dir():
+                pytest.fail("Node.js and tools/node-xds are needed for the polyglot test: run `make deps`")
+            command = [node, str(HERE / "stock_client.js")]
+            env["NODE_PATH"] = str(NODE_MODULES)
+        else:
+            command = [sys.executable, str(HERE / "stock_client.py"), mode]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                        cwd="/")
 
     def calls(self, target: str, n: int, timeout: float = 5.0, metadata: list[list[str]] | None = None,
               wait_for_ready: bool | None = None) -> dict[str, Any]:
@@ -104,3 +118,24 @@ def stock_clients(control_plane: ControlPlaneProcess) -> Iterator[Callable[..., 
     yield make
     for client in made:
         client.stop()
+
+
+# --- policies and waiting ---------------------------------------------------------------------------------
+
+
+def set_policy(config: object, service: str, policy: dict[str, object], expected: int) -> int:
+    """Write the service's traffic policy; the new document version."""
+    return set_config(config, service, {"traffic_policy": policy}, expected=expected).version  # type: ignore[arg-type]
+
+
+def served(client: StockClient, target: str, n: int = 10) -> dict[str, int]:
+    return client.calls(target, n, wait_for_ready=True)["by"]
+
+
+@pytest.fixture
+def config(channel: object) -> object:
+    return config_pb2_grpc.ConfigServiceStub(channel)  # type: ignore[arg-type]
+
+
+def ready(client: StockClient, target: str, names: set[str]) -> None:
+    wait_until(lambda: set(served(client, target, 20)) == names, timeout=15, what=f"{names} to be served")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.helpers import wait_until
-from tests.xds.conftest import Backend, StockClient
+from tests.xds.conftest import Backend, StockClient, ready, served, set_policy
 
 
 @pytest.mark.parametrize("mode", ["sync", "aio"])
@@ -23,31 +23,6 @@ def test_discovery_and_round_robin_over_two_instances(
     result = client.calls(target, 100)
     assert result["errors"] == {}
     assert result["by"] == {f"{service_name}-a": 50, f"{service_name}-b": 50}
-
-
-# --- helpers --------------------------------------------------------------------------------------------------
-
-
-def set_policy(config: object, service: str, policy: dict[str, object], expected: int) -> int:
-    """Write the service's traffic policy; the new document version."""
-    from tests.config.conftest import set_config
-
-    return set_config(config, service, {"traffic_policy": policy}, expected=expected).version  # type: ignore[arg-type]
-
-
-def served(client: StockClient, target: str, n: int = 10) -> dict[str, int]:
-    return client.calls(target, n, wait_for_ready=True)["by"]
-
-
-@pytest.fixture
-def config(channel: object) -> object:
-    from controlplane.v1 import config_pb2_grpc
-
-    return config_pb2_grpc.ConfigServiceStub(channel)  # type: ignore[arg-type]
-
-
-def ready(client: StockClient, target: str, names: set[str]) -> None:
-    wait_until(lambda: set(served(client, target, 20)) == names, timeout=15, what=f"{names} to be served")
 
 
 # --- instances leaving --------------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ class ControlPlane:
         self.xds = AggregatedDiscovery(self._xds_views, identifier=f"controlplane {socket.gethostname()}")
         self.xds.add_to_server(server)
         xds_pb2_grpc.add_XdsStatusServiceServicer_to_server(XdsStatusServicer(self.xds), server)
+        if metrics is not None:
+            metrics.watch_xds(self.xds)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

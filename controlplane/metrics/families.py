@@ -94,6 +94,12 @@ class Metrics:
     def _transition(self, change: StateChange) -> None:
         self.breaker_transitions.labels(change.breaker, change.old.value, change.new.value).inc()
 
+    def watch_xds(self, ads: Any) -> None:
+        """Export the ADS streams of `ads` (an AggregatedDiscovery) and its responses, ACKs and NACKs."""
+        from controlplane.metrics.xds import XdsCollector
+
+        self.registry.register(XdsCollector(ads))
+
     # --- sagas ---
 
     def watch_sagas(self, driving: Callable[[], int]) -> SagaMetrics:

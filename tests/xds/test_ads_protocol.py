@@ -105,3 +105,38 @@ def test_names_the_server_does_not_make_are_absent_not_errors(raw: Callable[[str
     stream.send(LISTENER, ["Not_A_Service", "xdstp://elsewhere/envoy.config.listener.v3.Listener/x", "svc:99999"])
     response = stream.receive()
     assert response.type_url == LISTENER and list(response.resources) == []
+
+
+def test_streams_acks_and_nacks_are_in_the_metrics(consul: object, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.helpers import ControlPlaneProcess, free_port, wait_until
+    from tests.metrics.test_metrics import scrape
+
+    port = free_port()
+    plane = ControlPlaneProcess(consul.http_addr, extra_args=["--metrics-listen", f"127.0.0.1:{port}"],  # type: ignore[attr-defined]
+                                log_path=Path(str(tmp_path)) / "cp.log").start()
+    try:
+        with grpc.insecure_channel(plane.address) as channel:
+            stream = RawStream(channel, "metered")
+            stream.send(CLUSTER, ["metered-svc"])
+            first = stream.receive()
+            stream.send(CLUSTER, ["metered-svc"], nonce=first.nonce, nack="no thanks")
+            stream.send(CLUSTER, ["metered-svc", "metered-svc@1"], nonce=first.nonce, version=first.version_info)
+            second = stream.receive()
+            stream.send(CLUSTER, ["metered-svc", "metered-svc@1"], nonce=second.nonce, version=second.version_info)
+
+            def counted() -> dict[str, float] | None:
+                families = scrape(port)
+                values = {name: sum(s.value for s in families.get(name, ()) if s.name.endswith("_total")
+                                    or name == "controlplane_xds_streams")
+                          for name in ("controlplane_xds_streams", "controlplane_xds_responses",
+                                       "controlplane_xds_acks", "controlplane_xds_nacks")}
+                return values if values["controlplane_xds_acks"] == 2 else None
+
+            assert wait_until(counted, what="the ACKs in the metrics") == {
+                "controlplane_xds_streams": 1.0, "controlplane_xds_responses": 2.0,
+                "controlplane_xds_acks": 2.0, "controlplane_xds_nacks": 1.0}
+            stream.close()
+    finally:
+        plane.kill()

@@ -219,3 +219,40 @@ def test_clients_keep_their_config_while_the_control_plane_restarts(
         for process in (first, second):
             if process is not None:
                 process.kill()
+
+
+def test_with_consul_gone_clients_old_and_new_get_the_last_good_endpoints(tmp_path: object) -> None:
+    """Never an empty endpoint set because Consul cannot be reached: the view keeps what Consul last said."""
+    from pathlib import Path
+
+    import grpc
+
+    from controlplane.consul.local_agent import LocalConsul
+    from controlplane.v1 import registry_pb2, registry_pb2_grpc
+    from tests.helpers import ControlPlaneProcess, grpc_check
+
+    agent = LocalConsul(data_dir=Path(str(tmp_path)) / "consul").start()
+    control_plane = ControlPlaneProcess(agent.http_addr, log_path=Path(str(tmp_path)) / "cp.log").start()
+    backends = [Backend(f"kept-{n}") for n in ("a", "b")]
+    clients = [StockClient(control_plane.address)]
+    try:
+        with grpc.insecure_channel(control_plane.address) as channel:
+            registry = registry_pb2_grpc.RegistryServiceStub(channel)
+            for backend in backends:
+                registry.Register(registry_pb2.RegisterRequest(
+                    service="kept", instance_id=backend.name, address="127.0.0.1", port=backend.port,
+                    check=grpc_check(1000)), timeout=5)
+        target = "xds:///kept"
+        ready(clients[0], target, {"kept-a", "kept-b"})
+        agent.kill()
+        clients.append(StockClient(control_plane.address, node_id="late-client"))
+        for client in clients:
+            result = client.calls(target, 50, wait_for_ready=True)
+            assert result["errors"] == {} and set(result["by"]) == {"kept-a", "kept-b"}
+    finally:
+        for client in clients:
+            client.stop()
+        for backend in backends:
+            backend.stop()
+        control_plane.kill()
+        agent.destroy()

@@ -18,6 +18,9 @@ PYTEST_ARGS ?=
 # Control-plane replicas `make up` starts (the demo services use them all): make up REPLICAS=2
 REPLICAS ?= 1
 export REPLICAS
+# How the demo services find each other: library (DiscoveryChannel) or xds (gRPC's xDS client): make up DISCOVERY=xds
+DISCOVERY ?= library
+export DEMO_DISCOVERY ?= $(DISCOVERY)
 
 .PHONY: help deps proto proto-check lint test fuzz crash up down status logs bench clean
 

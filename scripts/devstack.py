@@ -259,6 +259,9 @@ Try it (grpcurl and the controlplane CLI are in .venv/bin):
   .venv/bin/controlplane config set payment --env dev faults.failure_rate=0
   # the span tree of one request (its trace id is in the x-trace-id response header: grpcurl -v)
   CONTROLPLANE_TRACE_DIR=.run/traces .venv/bin/controlplane trace TRACE_ID
+  # a stock gRPC client (grpcio and the .proto, no controlplane import) ordering through the xDS server
+  GRPC_XDS_BOOTSTRAP_CONFIG="$(.venv/bin/controlplane xds bootstrap)" .venv/bin/python examples/xds/place_order.py alice apple 2
+  .venv/bin/controlplane xds status
   # metrics: every process serves Prometheus' format; a Prometheus server scrapes them all
   curl -s {REPLICA_METRICS[0]}/metrics | grep grpc_server_handled_total
   curl -s 'http://{PROMETHEUS_ADDR}/api/v1/query?query=sum(grpc_server_handled_total)by(job,grpc_service)'

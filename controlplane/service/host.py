@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -58,6 +59,9 @@ class HostSettings:
     reflection: serve grpc.reflection.v1alpha for the services added.
     metrics_listen: host:port of a Prometheus endpoint (RPCs served and made, breakers, bulkheads); None
         for none. A port that is taken is logged and the service runs without it.
+    discovery: how `channel_to` finds instances: "library" (a DiscoveryChannel watching the registry) or
+        "xds" (gRPC's own xDS client dialing xds:///SERVICE, which follows the service's traffic policy; a
+        bootstrap naming the control plane is made unless GRPC_XDS_BOOTSTRAP[_CONFIG] is set).
     """
 
     service: str
@@ -75,6 +79,7 @@ class HostSettings:
     reflection: bool = True
     max_workers: int = 16
     metrics_listen: str | None = None
+    discovery: Literal["library", "xds"] = "library"
 
     def advertised_host(self) -> str:
         host = self.advertise or self.listen.rpartition(":")[0] or "127.0.0.1"
@@ -128,6 +133,19 @@ class _HostBase:
             self._closers.append(self._config.stop)
             self._closers.append(self.live_policy.follow(self._config))
         return self._config
+
+    def _xds_target(self, service: str) -> str:
+        """xds:///SERVICE, with a bootstrap naming the control plane in this process's environment unless the
+        operator gave one (gRPC reads it when the first xDS channel is made)."""
+        if not (os.environ.get("GRPC_XDS_BOOTSTRAP") or os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG")):
+            from controlplane.xds.bootstrap import bootstrap_json
+
+            assert self.settings.control_plane is not None
+            os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"] = bootstrap_json(
+                endpoints.parse(self.settings.control_plane),
+                f"{self.settings.service}-{self.settings.advertised_host()}-{os.getpid()}",
+                cluster=self.settings.service, environment=self.settings.environment)
+        return f"xds:///{service}"
 
     def _serving(self, serving: bool) -> None:
         from grpc_health.v1 import health_pb2
@@ -206,6 +224,10 @@ class ServiceHost(_HostBase):
         if not self.settings.control_plane:
             raise ValueError("channel_to needs a control plane (HostSettings.control_plane)")
         self.config  # noqa: B018
+        if self.settings.discovery == "xds":
+            channel = grpc.insecure_channel(self._xds_target(service))
+            self._closers.append(channel.close)
+            return grpc.intercept_channel(channel, *self._client_interceptors())
         discovered = DiscoveryChannel(service, self.settings.control_plane, options=channel_options(self.live_policy))
         self._closers.append(discovered.close)
         self._closers.append(discovered.follow(self.live_policy))
@@ -277,8 +299,11 @@ class AioServiceHost(_HostBase):
                                      interceptors=self._client_interceptors())
 
     def channel_to(self, target: str) -> grpc.aio.Channel:
-        """A grpc.aio channel to `target` (host:port, several comma-separated, or dns:///name:port), through
-        the client interceptors under the live client policy."""
+        """A grpc.aio channel to `target` (host:port, several comma-separated, or dns:///name:port; with
+        `discovery="xds"`, a service name dialed as xds:///NAME), through the client interceptors under the
+        live client policy."""
+        if self.settings.discovery == "xds":
+            return grpc.aio.insecure_channel(self._xds_target(target), interceptors=self._client_interceptors())
         return endpoints.aio_channel(target, interceptors=self._client_interceptors())
 
     def _client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:

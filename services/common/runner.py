@@ -107,6 +107,13 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         help="host:port of the Prometheus metrics endpoint, '' for none [env SERVICE_METRICS_LISTEN, "
              "default %(default)s]",
     )
+    parser.add_argument(
+        "--discovery",
+        choices=("library", "xds"),
+        default=env.get("DEMO_DISCOVERY", "library"),
+        help="how calls to other services find instances: the library's DiscoveryChannel, or gRPC's own xDS "
+             "client (xds:///SERVICE) following traffic policies [env DEMO_DISCOVERY, default %(default)s]",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s {spec.name} trace=%(trace_id)s: %(message)s"
@@ -115,7 +122,8 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     setup_tracing(spec.name)
     host = ServiceHost(HostSettings(service=spec.name, listen=args.listen, control_plane=args.control_plane,
                                     version=spec.version, environment=args.environment,
-                                    shutdown_grace=args.shutdown_grace, metrics_listen=args.metrics_listen or None))
+                                    shutdown_grace=args.shutdown_grace, metrics_listen=args.metrics_listen or None,
+                                    discovery=args.discovery))
     runtime = Runtime(host)
     spec.add_to_server(host.server, runtime)
     try:

@@ -102,14 +102,21 @@ def channel_options(idempotent: Iterable[str] = (), extra: Sequence[tuple[str, A
 
 
 def channel(addresses: str | Sequence[str], *, idempotent: Iterable[str] = (),
-            options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
-    """A sync channel to the control plane's replicas (see the module docstring)."""
+            options: Sequence[tuple[str, Any]] = (), credentials: grpc.ChannelCredentials | None = None
+            ) -> grpc.Channel:
+    """A sync channel to the control plane's replicas (see the module docstring); TLS with `credentials`."""
+    if credentials is not None:
+        return grpc.secure_channel(target(addresses), credentials, options=channel_options(idempotent, options))
     return grpc.insecure_channel(target(addresses), options=channel_options(idempotent, options))
 
 
 def aio_channel(addresses: str | Sequence[str], *, idempotent: Iterable[str] = (),
-                options: Sequence[tuple[str, Any]] = (), interceptors: Sequence[Any] | None = None) -> grpc.aio.Channel:
-    """A grpc.aio channel to the control plane's replicas (see the module docstring)."""
+                options: Sequence[tuple[str, Any]] = (), interceptors: Sequence[Any] | None = None,
+                credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
+    """A grpc.aio channel to the control plane's replicas (see the module docstring); TLS with `credentials`."""
+    if credentials is not None:
+        return grpc.aio.secure_channel(target(addresses), credentials, options=channel_options(idempotent, options),
+                                       interceptors=interceptors)
     return grpc.aio.insecure_channel(target(addresses), options=channel_options(idempotent, options),
                                      interceptors=interceptors)
 

@@ -20,7 +20,7 @@ from controlplane.registry.cache import InstanceCache
 from controlplane.registry.servicer import RegistryServicer
 from controlplane.registry.store import RegistryStore
 from controlplane.saga.service import SagaService
-from controlplane.settings import ServerSettings
+from controlplane.settings import ServerSettings, outbound_tls, server_tls
 from controlplane.v1 import (
     config_pb2,
     registry_pb2,
@@ -97,13 +97,15 @@ class ControlPlane:
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        self.port = server.add_insecure_port(s.listen)
+        tls = server_tls(s)
+        self.port = server.add_secure_port(s.listen, tls.credentials()) if tls else server.add_insecure_port(s.listen)
         if not self.port:
             raise OSError(f"cannot listen on {s.listen}")
         self._saga = await SagaService.start(
             s.saga, consul_addr=s.consul_addr, consul_timeout=s.consul_timeout, cache=self._cache,
             replica_id=s.saga.replica_id or f"{socket.gethostname()}:{self.port}",
             advertise=(_advertised_host(s.listen), self.port),
+            participant_credentials=outbound.credentials() if (outbound := outbound_tls(s)) else None,
         )
         saga_pb2_grpc.add_SagaServiceServicer_to_server(self._saga.servicer, server)
         if metrics is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from controlplane.config.settings import ConfigSettings
 from controlplane.registry.cache import CacheSettings
 from controlplane.saga.settings import SagaSettings
+from controlplane.security.tls import ClientTLS, ServerTLS
 from controlplane.watch import Backoff
 
 
@@ -34,6 +35,16 @@ class ServerSettings:
     shutdown_grace: float = 10.0
     # host:port of the Prometheus metrics endpoint (CONTROLPLANE_METRICS_LISTEN); "" serves none.
     metrics_listen: str = "127.0.0.1:9464"
+    # TLS: this server's certificate and key (CONTROLPLANE_TLS_CERT/_KEY); with a client CA
+    # (CONTROLPLANE_TLS_CLIENT_CA) clients must present a certificate it signed (mTLS). The same certificate
+    # is presented on the control plane's own calls (saga steps to participants), which trust tls_ca
+    # (CONTROLPLANE_TLS_CA; default the client CA). All empty: plaintext.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_ca: str = ""
+    # The authorization policy file (CONTROLPLANE_AUTHZ_POLICY; docs/security.md); "" allows every call.
+    authz_policy: str = ""
     cache: CacheSettings = field(default_factory=CacheSettings)
     config: ConfigSettings = field(default_factory=ConfigSettings)
     saga: SagaSettings = field(default_factory=SagaSettings)
@@ -74,6 +85,15 @@ class ServerSettings:
         parser.add_argument("--metrics-listen", default=env.get("CONTROLPLANE_METRICS_LISTEN", defaults.metrics_listen),
                             help="host:port of the Prometheus metrics endpoint, '' for none "
                                  "[env CONTROLPLANE_METRICS_LISTEN, default %(default)s]")
+        for flag, name, what in (
+            ("--tls-cert", "CONTROLPLANE_TLS_CERT", "this server's TLS certificate (PEM)"),
+            ("--tls-key", "CONTROLPLANE_TLS_KEY", "its private key (PEM)"),
+            ("--tls-client-ca", "CONTROLPLANE_TLS_CLIENT_CA", "the CA client certificates must chain to (mTLS)"),
+            ("--tls-ca", "CONTROLPLANE_TLS_CA", "the CA of participants' certificates (default: --tls-client-ca)"),
+            ("--authz-policy", "CONTROLPLANE_AUTHZ_POLICY", "the authorization policy file (none: every call "
+                                                            "allowed)"),
+        ):
+            parser.add_argument(flag, default=env.get(name, ""), help=f"{what} [env {name}]")
         SagaSettings.add_arguments(parser, env)
         args = parser.parse_args(argv)
         return cls(
@@ -85,12 +105,30 @@ class ServerSettings:
             consul_probe_timeout=args.consul_probe_timeout,
             shutdown_grace=args.shutdown_grace,
             metrics_listen=args.metrics_listen,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            tls_ca=args.tls_ca,
+            authz_policy=args.authz_policy,
             cache=CacheSettings(
                 blocking_wait=args.blocking_wait,
                 backoff=Backoff(initial=min(0.1, args.retry_max), maximum=args.retry_max),
             ),
             saga=SagaSettings.from_namespace(args),
         )
+
+
+def server_tls(settings: ServerSettings) -> ServerTLS | None:
+    """The server's TLS (None: plaintext); TLSConfigError when the files cannot be used."""
+    return ServerTLS.from_settings(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+def outbound_tls(settings: ServerSettings) -> ClientTLS | None:
+    """What the control plane presents and trusts on its own calls: its certificate, and the CA of the
+    participants' certificates (None: plaintext, when the server itself serves plaintext)."""
+    if not settings.tls_cert:
+        return None
+    return ClientTLS(settings.tls_ca or settings.tls_client_ca or None, settings.tls_cert, settings.tls_key)
 
 
 def _strip_scheme(addr: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,6 +44,13 @@ class ControlPlaneProcess:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    tls: Any = None  # a ClientTLS to health-check a control plane serving mTLS
+
+    def channel(self) -> grpc.Channel:
+        """A channel to this control plane (over TLS when it serves TLS)."""
+        if self.tls is not None:
+            return grpc.secure_channel(self.address, self.tls.credentials())
+        return grpc.insecure_channel(self.address)
 
     @property
     def address(self) -> str:
@@ -75,7 +82,7 @@ class ControlPlaneProcess:
         self.process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
 
             def serving() -> bool:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import grpc
 
-from controlplane import endpoints
 from controlplane.cli import breaker_cmd, config_cmd, saga_cmd, traces, xds_cmd
+from controlplane.client import as_connection
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             return xds_cmd.bootstrap(args.control_plane, args.node_id, args.cluster, args.zone, args.env)
         if args.command == "xds":
             return xds_cmd.status(args.control_plane)
-        with endpoints.channel(args.control_plane) as channel:
+        with as_connection(args.control_plane).channel() as channel:
             if args.command == "config" and args.action == "get":
                 return config_cmd.get(channel, args.service, args.env)
             if args.command == "config":
@@ -130,7 +130,7 @@ def show_trace(trace_id: str, folder: Path) -> int:
 def status(control_plane: str) -> int:
     from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
-    with endpoints.channel(control_plane) as channel:
+    with as_connection(control_plane).channel() as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
         reply = registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)
         print(f"control plane {control_plane}: {len(reply.services)} services" + (" (stale)" if reply.stale else ""))

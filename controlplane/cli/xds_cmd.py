@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controlplane import endpoints
+from controlplane.client import ClientTLS, as_connection
 from controlplane.v1 import xds_pb2, xds_pb2_grpc
 from controlplane.xds.bootstrap import bootstrap_json
 
@@ -11,14 +12,14 @@ def bootstrap(control_plane: str, node_id: str, cluster: str, zone: str, environ
     """Print a bootstrap naming every control-plane replica (clients that support xDS fallback, gRFC A71,
     move to the next when one is down; others use the first)."""
     print(bootstrap_json(endpoints.parse(control_plane), node_id, cluster=cluster, zone=zone,
-                         environment=environment))
+                         environment=environment, tls=ClientTLS.from_env()))
     return 0
 
 
 def status(control_plane: str) -> int:
     """Each replica's ADS streams (ask every replica: a stream lives on the one it reached)."""
     for address in endpoints.parse(control_plane):
-        with endpoints.channel(address) as channel:
+        with as_connection(address).channel() as channel:
             reply = xds_pb2_grpc.XdsStatusServiceStub(channel).ListXdsClients(xds_pb2.ListXdsClientsRequest(),
                                                                                timeout=5)
         counters = reply.counters

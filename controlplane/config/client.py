@@ -25,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from controlplane import endpoints
+from controlplane.client.connection import Connection, as_connection
 from controlplane.config import flags
 from controlplane.config.wire import from_struct, unix_seconds
 from controlplane.v1 import config_pb2, config_pb2_grpc
@@ -127,7 +127,7 @@ class _ClientBase:
         self,
         service: str,
         environment: str = "",
-        control_plane: str = "127.0.0.1:50051",
+        control_plane: str | Connection = "127.0.0.1:50051",
         *,
         resolve_secrets: bool = False,
         backoff: Backoff | None = None,
@@ -216,7 +216,7 @@ class ConfigClient(_ClientBase):
         self,
         service: str,
         environment: str = "",
-        control_plane: str = "127.0.0.1:50051",
+        control_plane: str | Connection = "127.0.0.1:50051",
         *,
         resolve_secrets: bool = False,
         backoff: Backoff | None = None,
@@ -237,7 +237,7 @@ class ConfigClient(_ClientBase):
         """
         if self._thread is not None:
             return self
-        self._channel = endpoints.channel(self.control_plane)
+        self._channel = as_connection(self.control_plane).channel()
         self._thread = threading.Thread(target=self._run, name=f"config-watch:{self.service}", daemon=True)
         self._thread.start()
         if timeout == 0:
@@ -309,7 +309,7 @@ class AsyncConfigClient(_ClientBase):
         self,
         service: str,
         environment: str = "",
-        control_plane: str = "127.0.0.1:50051",
+        control_plane: str | Connection = "127.0.0.1:50051",
         *,
         resolve_secrets: bool = False,
         backoff: Backoff | None = None,
@@ -322,7 +322,7 @@ class AsyncConfigClient(_ClientBase):
     async def start(self, timeout: float | None = 10.0) -> AsyncConfigClient:
         """As ConfigClient.start, awaiting instead of blocking."""
         self._ready = asyncio.Event()
-        self._channel = endpoints.aio_channel(self.control_plane)
+        self._channel = as_connection(self.control_plane).aio_channel()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"config-watch:{self.service}")
         if timeout == 0:
             return self

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from controlplane import endpoints
+from controlplane.client.connection import Connection, as_connection
 from controlplane.interceptors import ClientPolicy, LivePolicy, LocalRpcError, channel_options
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
@@ -60,7 +60,7 @@ class DiscoveryChannel(grpc.Channel):
     def __init__(
         self,
         service: str,
-        control_plane: str,
+        control_plane: str | Connection,
         *,
         options: Sequence[tuple[str, Any]] = (),
         version: str = "",
@@ -83,7 +83,9 @@ class DiscoveryChannel(grpc.Channel):
         self._channel: grpc.Channel | None = None
         self._first_set = threading.Event()
         self._closed = threading.Event()
-        self._registry_channel = endpoints.channel(control_plane)
+        connection = as_connection(control_plane)
+        self._credentials = connection.credentials  # the instances are called over the same TLS
+        self._registry_channel = connection.channel()
         self._watch_call: Any = None
         self._thread = threading.Thread(target=self._follow, name=f"discovery:{service}", daemon=True)
         self._thread.start()
@@ -143,7 +145,8 @@ class DiscoveryChannel(grpc.Channel):
         """Under the lock: a channel for `addresses` with the current options; the old one retires."""
         old = self._channel
         self._addresses = addresses
-        self._channel = grpc.insecure_channel(target_for(addresses), options=self._options) if addresses else None
+        self._channel = (_instances_channel(target_for(addresses), self._options, self._credentials)
+                         if addresses else None)
         if old is not None:
             timer = threading.Timer(self._retire_after, old.close)
             timer.daemon = True
@@ -220,3 +223,9 @@ class _Lazy:
 
     def future(self, *args: Any, **kwargs: Any) -> Any:
         return self._target().future(*args, **kwargs)
+
+
+def _instances_channel(target: str, options: Any, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    if credentials is not None:
+        return grpc.secure_channel(target, credentials, options=options)
+    return grpc.insecure_channel(target, options=options)

@@ -12,7 +12,7 @@ from typing import Literal
 import grpc
 from google.protobuf import duration_pb2
 
-from controlplane import endpoints
+from controlplane.client.connection import Connection, as_connection
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class SelfRegistration:
     `deregister()` stops that and removes the instance, e.g. on SIGTERM.
     """
 
-    control_plane: str
+    control_plane: str | Connection
     service: str
     address: str
     port: int
@@ -62,7 +62,7 @@ class SelfRegistration:
             raise ValueError("deregister_critical_after must be 60 s (Consul's minimum) .. 30 days, or None")
 
     def register(self) -> registry_pb2.Instance:
-        with endpoints.channel(self.control_plane) as channel:
+        with as_connection(self.control_plane).channel() as channel:
             instance = self._register_until_answered(registry_pb2_grpc.RegistryServiceStub(channel),
                                                      self.startup_timeout)
         if (self.reassert_interval > 0 or self.check == "ttl") and self._keeper is None:
@@ -78,7 +78,7 @@ class SelfRegistration:
         step = min(s for s in (beat, reassert) if s is not None)
         beat_due = time.monotonic()  # the first heartbeat at the first wake-up
         reassert_due = beat_due + (reassert or 0.0)
-        with endpoints.channel(self.control_plane) as channel:
+        with as_connection(self.control_plane).channel() as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             while not self._stop.wait(step):
                 now = time.monotonic()
@@ -153,7 +153,7 @@ class SelfRegistration:
             self._keeper = None
         if not self.instance_id:
             return
-        with endpoints.channel(self.control_plane) as channel:
+        with as_connection(self.control_plane).channel() as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             try:
                 stub.Deregister(registry_pb2.DeregisterRequest(instance_id=self.instance_id), timeout=5.0)

@@ -90,17 +90,20 @@ def tracing_recorded() -> bool:
 
 
 def participant_channel(target: str, breakers: BreakerRegistry, policy: ClientPolicy | None = None,
-                        *, tracing: bool = False) -> grpc.aio.Channel:
+                        *, tracing: bool = False, credentials: grpc.ChannelCredentials | None = None
+                        ) -> grpc.aio.Channel:
     """The channel to one participant instance: the one place participant channels are built.
 
     Calls go through the shared client interceptors: deadlines, a circuit breaker per instance (kept in
-    `breakers`), and OpenTelemetry client spans when `tracing`.
+    `breakers`), and OpenTelemetry client spans when `tracing`; over TLS with `credentials`.
     """
     from controlplane.interceptors import aio_client_interceptors
 
     policy = policy or ClientPolicy()
     interceptors = aio_client_interceptors(policy, instance=target, tracing=tracing,
                                            breakers=breakers if policy.breaker is not None else None)
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
 
 
@@ -155,12 +158,15 @@ class Invoker:
     policy: the client policy of participant calls (default `ClientPolicy()`); its breaker policy
     applies to the breaker of every participant instance. tracing: whether calls get client spans and
     join the saga's trace through OpenTelemetry (default: when this process exports spans, see
-    `tracing_recorded`); decided once, as the exporter is chosen at process start.
+    `tracing_recorded`); decided once, as the exporter is chosen at process start. credentials: TLS (and the
+    control plane's client certificate) towards participants; None for plaintext.
     """
 
     def __init__(self, resolve: Resolve, channel_factory: ChannelFactory | None = None, *,
-                 policy: ClientPolicy | None = None, tracing: bool | None = None) -> None:
+                 policy: ClientPolicy | None = None, tracing: bool | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
         self._resolve = resolve
+        self._credentials = credentials
         self._policy = policy or ClientPolicy()
         self._tracing = tracing_recorded() if tracing is None else tracing
         self._channel_factory = channel_factory or self._default_channel
@@ -170,7 +176,8 @@ class Invoker:
         self._turn = itertools.count()
 
     def _default_channel(self, target: str, breakers: BreakerRegistry) -> grpc.aio.Channel:
-        return participant_channel(target, breakers, self._policy, tracing=self._tracing)
+        return participant_channel(target, breakers, self._policy, tracing=self._tracing,
+                                   credentials=self._credentials)
 
     async def call(
         self,

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 import consul.aio
+import grpc
 import yaml
 
 from controlplane.consul.client import split_address
@@ -53,8 +54,10 @@ class SagaService:
         cache: InstanceCache,
         replica_id: str,
         advertise: tuple[str, int] | None = None,
+        participant_credentials: grpc.ChannelCredentials | None = None,
     ) -> SagaService:
-        """`advertise`: where this replica serves gRPC, shown by its `controlplane-saga` liveness instance."""
+        """`advertise`: where this replica serves gRPC, shown by its `controlplane-saga` liveness instance;
+        `participant_credentials`: TLS towards participants (None: plaintext)."""
         host, port = split_address(consul_addr)
         client = consul.aio.Consul(host=host, port=port, connections_timeout=consul_timeout)
         # Every open WatchSaga holds one long poll: allow many.
@@ -78,7 +81,7 @@ class SagaService:
                         liveness_ttl=settings.liveness_ttl, backoff=settings.consul_backoff,
                         watch_wait=settings.watch_wait, advertise=advertise)
         policy = ClientPolicy.from_json(settings.participant_policy) if settings.participant_policy else None
-        invoker = Invoker(cache_resolver(cache), policy=policy)
+        invoker = Invoker(cache_resolver(cache), policy=policy, credentials=participant_credentials)
         orchestrator = Orchestrator(repository, definitions, invoker, leases, settings)
         await orchestrator.start()
         service = cls(settings, SagaServicer(orchestrator, repository, definitions, projection), orchestrator,

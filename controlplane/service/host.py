@@ -28,6 +28,7 @@ from typing import Any, Literal
 import grpc
 
 from controlplane import endpoints
+from controlplane.client.connection import Connection, as_connection
 from controlplane.interceptors import (
     ClientPolicy,
     LivePolicy,
@@ -37,6 +38,7 @@ from controlplane.interceptors import (
     client_interceptors,
     server_interceptors,
 )
+from controlplane.security.tls import ServerTLS
 
 __all__ = ["AioServiceHost", "HostSettings", "ServiceHost"]
 
@@ -59,6 +61,9 @@ class HostSettings:
     reflection: serve grpc.reflection.v1alpha for the services added.
     metrics_listen: host:port of a Prometheus endpoint (RPCs served and made, breakers, bulkheads); None
         for none. A port that is taken is logged and the service runs without it.
+    tls: serve TLS with this certificate (mTLS with its client CA); None serves plaintext. Calls to the
+        control plane and to other services use the control plane connection's TLS (its `Connection`, or the
+        CONTROLPLANE_TLS_* environment variables when `control_plane` is an address).
     discovery: how `channel_to` finds instances: "library" (a DiscoveryChannel watching the registry) or
         "xds" (gRPC's own xDS client dialing xds:///SERVICE, which follows the service's traffic policy; a
         bootstrap naming the control plane is made unless GRPC_XDS_BOOTSTRAP[_CONFIG] is set).
@@ -66,7 +71,7 @@ class HostSettings:
 
     service: str
     listen: str = "127.0.0.1:0"
-    control_plane: str | None = None
+    control_plane: str | Connection | None = None
     advertise: str | None = None
     version: str = ""
     tags: tuple[str, ...] = ()
@@ -80,6 +85,7 @@ class HostSettings:
     max_workers: int = 16
     metrics_listen: str | None = None
     discovery: Literal["library", "xds"] = "library"
+    tls: ServerTLS | None = None
 
     def advertised_host(self) -> str:
         host = self.advertise or self.listen.rpartition(":")[0] or "127.0.0.1"
@@ -103,6 +109,7 @@ class _HostBase:
         self._stopping = threading.Event()
         self.metrics_port = 0  # the Prometheus endpoint's port (0: none)
         self.metrics = self._metrics()
+        self.connection = as_connection(settings.control_plane) if settings.control_plane else None
 
     def _metrics(self) -> Any:
         """The host's metrics (a `controlplane.metrics.Metrics`), served at `metrics_listen`; None without."""
@@ -128,8 +135,9 @@ class _HostBase:
         if self._config is None and self.settings.control_plane:
             from controlplane.config.client import ConfigClient
 
+            assert self.connection is not None
             self._config = ConfigClient(self.settings.service, self.settings.environment,
-                                        self.settings.control_plane).start(timeout=0)
+                                        self.connection).start(timeout=0)
             self._closers.append(self._config.stop)
             self._closers.append(self.live_policy.follow(self._config))
         return self._config
@@ -140,12 +148,17 @@ class _HostBase:
         if not (os.environ.get("GRPC_XDS_BOOTSTRAP") or os.environ.get("GRPC_XDS_BOOTSTRAP_CONFIG")):
             from controlplane.xds.bootstrap import bootstrap_json
 
-            assert self.settings.control_plane is not None
+            assert self.connection is not None
             os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"] = bootstrap_json(
-                endpoints.parse(self.settings.control_plane),
-                f"{self.settings.service}-{self.settings.advertised_host()}-{os.getpid()}",
-                cluster=self.settings.service, environment=self.settings.environment)
+                self.connection.addresses, f"{self.settings.service}-{self.settings.advertised_host()}-{os.getpid()}",
+                cluster=self.settings.service, environment=self.settings.environment, tls=self.connection.tls)
         return f"xds:///{service}"
+
+    def _add_port(self, server: Any) -> int:
+        tls = self.settings.tls
+        if tls is not None:
+            return int(server.add_secure_port(self.settings.listen, tls.credentials()))
+        return int(server.add_insecure_port(self.settings.listen))
 
     def _serving(self, serving: bool) -> None:
         from grpc_health.v1 import health_pb2
@@ -174,7 +187,8 @@ class _HostBase:
 
         self.config  # noqa: B018  (follow the config and the client policy from the start)
         self._registration = SelfRegistration(
-            control_plane=settings.control_plane, service=settings.service, address=settings.advertised_host(),
+            control_plane=self.connection or settings.control_plane, service=settings.service,
+            address=settings.advertised_host(),
             port=self.port, version=settings.version, tags=settings.tags, check=settings.check, ttl=settings.ttl,
             deregister_critical_after=settings.deregister_critical_after)
         self._registration.register()
@@ -225,10 +239,14 @@ class ServiceHost(_HostBase):
             raise ValueError("channel_to needs a control plane (HostSettings.control_plane)")
         self.config  # noqa: B018
         if self.settings.discovery == "xds":
-            channel = grpc.insecure_channel(self._xds_target(service))
+            credentials = self.connection.credentials if self.connection else None
+            target = self._xds_target(service)
+            channel = (grpc.secure_channel(target, credentials) if credentials is not None
+                       else grpc.insecure_channel(target))
             self._closers.append(channel.close)
             return grpc.intercept_channel(channel, *self._client_interceptors())
-        discovered = DiscoveryChannel(service, self.settings.control_plane, options=channel_options(self.live_policy))
+        assert self.connection is not None
+        discovered = DiscoveryChannel(service, self.connection, options=channel_options(self.live_policy))
         self._closers.append(discovered.close)
         self._closers.append(discovered.follow(self.live_policy))
         return grpc.intercept_channel(discovered, *self._client_interceptors())
@@ -237,7 +255,8 @@ class ServiceHost(_HostBase):
         """A channel to the control plane's replicas through the client interceptors."""
         if not self.settings.control_plane:
             raise ValueError("control_plane_channel needs a control plane (HostSettings.control_plane)")
-        channel = endpoints.channel(self.settings.control_plane, idempotent=idempotent)
+        assert self.connection is not None
+        channel = self.connection.channel(idempotent=idempotent)
         self._closers.append(channel.close)
         return grpc.intercept_channel(channel, *self._client_interceptors())
 
@@ -247,7 +266,7 @@ class ServiceHost(_HostBase):
     def start(self, *services: str) -> int:
         """Serve `services` (their full names, for health and reflection), register, mark SERVING; the port."""
         self._add_health_and_reflection(self.server, services)
-        self.port = self.server.add_insecure_port(self.settings.listen)
+        self.port = self._add_port(self.server)
         if not self.port:
             raise OSError(f"cannot listen on {self.settings.listen}")
         self.server.start()
@@ -295,23 +314,27 @@ class AioServiceHost(_HostBase):
         """A grpc.aio channel to the control plane's replicas through the client interceptors."""
         if not self.settings.control_plane:
             raise ValueError("control_plane_channel needs a control plane (HostSettings.control_plane)")
-        return endpoints.aio_channel(self.settings.control_plane, idempotent=idempotent,
-                                     interceptors=self._client_interceptors())
+        assert self.connection is not None
+        return self.connection.aio_channel(idempotent=idempotent, interceptors=self._client_interceptors())
 
     def channel_to(self, target: str) -> grpc.aio.Channel:
         """A grpc.aio channel to `target` (host:port, several comma-separated, or dns:///name:port; with
         `discovery="xds"`, a service name dialed as xds:///NAME), through the client interceptors under the
         live client policy."""
+        credentials = self.connection.credentials if self.connection else None
         if self.settings.discovery == "xds":
-            return grpc.aio.insecure_channel(self._xds_target(target), interceptors=self._client_interceptors())
-        return endpoints.aio_channel(target, interceptors=self._client_interceptors())
+            xds_target = self._xds_target(target)
+            if credentials is not None:
+                return grpc.aio.secure_channel(xds_target, credentials, interceptors=self._client_interceptors())
+            return grpc.aio.insecure_channel(xds_target, interceptors=self._client_interceptors())
+        return endpoints.aio_channel(target, interceptors=self._client_interceptors(), credentials=credentials)
 
     def _client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         return aio_client_interceptors(self.live_policy, tracing=self.settings.tracing, metrics=self.metrics)
 
     async def start(self, *services: str) -> int:
         self._add_health_and_reflection(self.server, services)
-        self.port = self.server.add_insecure_port(self.settings.listen)
+        self.port = self._add_port(self.server)
         if not self.port:
             raise OSError(f"cannot listen on {self.settings.listen}")
         await self.server.start()

@@ -17,6 +17,7 @@ import grpc
 
 from controlplane.config.client import ConfigClient
 from controlplane.interceptors import LivePolicy, TraceContextFilter, setup_tracing
+from controlplane.security.tls import ENV_CERT, ENV_CLIENT_CA, ENV_KEY, ServerTLS
 from controlplane.service import HostSettings, ServiceHost
 from services.common.faults import FaultInjector, Faults
 
@@ -120,7 +121,11 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger().handlers[0].addFilter(TraceContextFilter())
     setup_tracing(spec.name)
+    # TLS from the environment (make up TLS=1): serve with this service's certificate, require client ones
+    # signed by the CA; Consul cannot present one to a gRPC health check, so instances heartbeat a TTL instead.
+    tls = ServerTLS.from_settings(env.get(ENV_CERT), env.get(ENV_KEY), env.get(ENV_CLIENT_CA))
     host = ServiceHost(HostSettings(service=spec.name, listen=args.listen, control_plane=args.control_plane,
+                                    tls=tls, check="ttl" if tls else "grpc",
                                     version=spec.version, environment=args.environment,
                                     shutdown_grace=args.shutdown_grace, metrics_listen=args.metrics_listen or None,
                                     discovery=args.discovery))

@@ -20,6 +20,8 @@ from controlplane.registry.cache import InstanceCache
 from controlplane.registry.servicer import RegistryServicer
 from controlplane.registry.store import RegistryStore
 from controlplane.saga.service import SagaService
+from controlplane.security.authz import Authorization
+from controlplane.security.policy import Policy
 from controlplane.settings import ServerSettings, outbound_tls, server_tls
 from controlplane.v1 import (
     config_pb2,
@@ -77,7 +79,10 @@ class ControlPlane:
         self._cache = InstanceCache(store, s.cache, reachability=self._reachability)
 
         # Server spans continue callers' traces; the saga's calls to participants continue the saga's.
-        server = grpc.aio.server(interceptors=aio_server_interceptors(metrics=metrics))
+        interceptors = list(aio_server_interceptors(metrics=metrics))
+        if s.authz_policy:  # innermost: a denied call is still traced and counted, and reaches no handler
+            interceptors.append(Authorization(Policy.load(s.authz_policy), store.service_of))
+        server = grpc.aio.server(interceptors=interceptors)
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
         self._config = ConfigServicer.create(
             client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff,

@@ -24,6 +24,7 @@ from controlplane.config.watches import ConfigWatches
 from controlplane.config.wire import from_struct, timestamp, to_struct
 from controlplane.config.writer import ConfigWriter
 from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
+from controlplane.security import identity
 from controlplane.v1 import config_pb2, config_pb2_grpc
 from controlplane.watch import Backoff, BlockingQueryWatch, Reachability
 from controlplane.watch.quota import StreamQuota
@@ -111,7 +112,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             request.environment,
             content,
             expected_version=request.expected_version,
-            author=request.author or ANONYMOUS,
+            author=identity.author(request.author, ANONYMOUS),
             message=request.message,
         )
         return config_pb2.SetConfigResponse(document=_layer_document(request.service, layer))
@@ -137,7 +138,8 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             + v.check_shape(schema, max_bytes=self._settings.max_layer_bytes, field="schema")
         )
         record = await self._writer.set_schema(
-            request.service, schema, expected_version=request.expected_version, author=request.author or ANONYMOUS
+            request.service, schema, expected_version=request.expected_version,
+            author=identity.author(request.author, ANONYMOUS),
         )
         return config_pb2.SetSchemaResponse(version=record.version)
 
@@ -205,7 +207,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             request.environment,
             request.to_version,
             expected_version=request.expected_version,
-            author=request.author or ANONYMOUS,
+            author=identity.author(request.author, ANONYMOUS),
             message=request.message,
         )
         return config_pb2.RollbackResponse(document=_layer_document(request.service, layer))

@@ -190,6 +190,14 @@ class RegistryStore:
             self._node = str(me["Config"]["NodeName"])
         return self._node
 
+    async def service_of(self, instance_id: str) -> str | None:
+        """The service an instance is registered under, or None when no instance has that id."""
+        try:
+            found = await self._find(instance_id)
+        except NotFoundError:
+            return None
+        return found[0].service
+
     async def _placements(self, service: str) -> list[Placement]:
         _, entries = await consul_call(self._consul.health.service(service), what=f"health of {service}")
         return [_placement(entry) for entry in entries or []]

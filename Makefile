@@ -21,6 +21,9 @@ export REPLICAS
 # How the demo services find each other: library (DiscoveryChannel) or xds (gRPC's xDS client): make up DISCOVERY=xds
 DISCOVERY ?= library
 export DEMO_DISCOVERY ?= $(DISCOVERY)
+# make up TLS=1: a local CA, a certificate per process, mTLS everywhere and the authorization policy enforced
+TLS ?=
+export TLS
 
 .PHONY: help deps proto proto-check lint test fuzz crash up down status logs bench clean
 

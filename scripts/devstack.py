@@ -5,6 +5,10 @@ Starts Consul (unless CONSUL_HTTP_ADDR names a reachable agent), REPLICAS contro
 under .run/logs. Consul runs as a single-node server keeping its data in .run/consul, so `make down &&
 make up` keeps sagas, config history and definitions, and sagas in flight at `make down` finish after the
 next `make up`. The demo services are given every replica's address and use them all.
+
+With TLS=1 (`make up TLS=1`) everything runs with mTLS: a local CA in .run/tls/ signs a certificate per
+process (spiffe://controlplane/service/NAME, and spiffe://controlplane/operator/devstack for this script, the
+CLI and grpcurl), the control plane enforces policies/authz.yaml, and .run/tls/env sets the CLI's variables.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from controlplane import endpoints
+from controlplane.client import as_connection
 from controlplane.consul.local_agent import LocalConsul, consul_reachable
 from controlplane.saga.definitions import load_definitions_file
 from controlplane.v1 import config_pb2, config_pb2_grpc, registry_pb2, registry_pb2_grpc, saga_pb2, saga_pb2_grpc
@@ -56,9 +60,17 @@ DEMO_METRICS = {name: f"127.0.0.1:{port}" for name, port in zip(DEMO, _DEMO_METR
 PROMETHEUS_ADDR = f"127.0.0.1:{os.environ.get('DEVSTACK_PROMETHEUS_PORT', '9090')}"
 PROMETHEUS_BIN = Path(os.environ.get("PROMETHEUS_BIN") or ROOT / "tools" / "bin" / "prometheus")
 ORDER = ["consul", *REPLICA_NAMES, *DEMO, "prometheus"]  # start order; stopped in reverse
+TLS_DIR = RUN / "tls"
+_TLS_MARK = TLS_DIR / "active"  # written by `up` with TLS=1, so `status` and `revive` speak TLS too
+AUTHZ_POLICY = ROOT / "policies" / "authz.yaml"
+OPERATOR = "operator-devstack"
 READY_TIMEOUT = 60.0
 # Registered by `up` and by every replica (again every 10 s: what Consul loses comes back).
 DEFINITIONS = ROOT / "services" / "place_order.yaml"
+
+if _TLS_MARK.exists() and os.environ.get("TLS") != "0":  # a stack `up` started with TLS=1: speak it too
+    os.environ.update({k: str(TLS_DIR / v) for k, v in (("CONTROLPLANE_TLS_CA", "ca.pem"),
+                       ("CONTROLPLANE_TLS_CERT", f"{OPERATOR}.pem"), ("CONTROLPLANE_TLS_KEY", f"{OPERATOR}.key"))})
 
 
 def _alive(pid: int) -> bool:
@@ -124,8 +136,41 @@ def _wait(what: str, ready: callable, timeout: float = READY_TIMEOUT) -> None:  
     raise TimeoutError(f"{what} not ready within {timeout:.0f}s")
 
 
+def _tls_on() -> bool:
+    return os.environ.get("TLS") == "1" or (_TLS_MARK.exists() and os.environ.get("TLS") != "0")
+
+
+def _tls_files(name: str) -> dict[str, str]:
+    """The CONTROLPLANE_TLS_* variables of one process: its certificate, the CA it trusts and requires."""
+    ca = str(TLS_DIR / "ca.pem")
+    return {"CONTROLPLANE_TLS_CA": ca, "CONTROLPLANE_TLS_CLIENT_CA": ca,
+            "CONTROLPLANE_TLS_CERT": str(TLS_DIR / f"{name}.pem"), "CONTROLPLANE_TLS_KEY": str(TLS_DIR / f"{name}.key")}
+
+
+def _setup_tls() -> None:
+    """A local CA and a certificate per process (kept across runs), and .run/tls/env for the CLI."""
+    from controlplane.security.devcerts import LocalCA, spiffe_id
+
+    ca = LocalCA(TLS_DIR)
+    for name in ("controlplane", *DEMO):
+        if not (TLS_DIR / f"{name}.pem").exists():
+            ca.issue(name, [spiffe_id("service", name)])
+    if not (TLS_DIR / f"{OPERATOR}.pem").exists():
+        ca.issue(OPERATOR, [spiffe_id("operator", "devstack")])
+    operator = _tls_files(OPERATOR)
+    (TLS_DIR / "env").write_text("".join(f"export {key}={value}\n" for key, value in operator.items()
+                                         if key != "CONTROLPLANE_TLS_CLIENT_CA"))
+    _TLS_MARK.write_text("1\n")
+    os.environ.update({k: v for k, v in operator.items() if k != "CONTROLPLANE_TLS_CLIENT_CA"})
+
+
+def _channel(addr: str) -> grpc.Channel:
+    """A channel to any process of the stack (TLS with the operator's certificate when TLS is on)."""
+    return as_connection(addr).channel()
+
+
 def _serving(addr: str) -> bool:
-    with grpc.insecure_channel(addr) as channel:
+    with _channel(addr) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
             return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -134,7 +179,7 @@ def _serving(addr: str) -> bool:
 
 
 def _passing(service: str) -> list[registry_pb2.Instance]:
-    with endpoints.channel(CONTROL_PLANE) as channel:
+    with _channel(CONTROL_PLANE) as channel:
         try:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             return list(stub.Discover(registry_pb2.DiscoverRequest(service=service), timeout=2.0).instances)
@@ -146,14 +191,20 @@ def _launch(name: str, consul_addr: str) -> int:
     """Start one replica or demo service, exactly as `up` does."""
     if name in REPLICA_NAMES:
         index = REPLICA_NAMES.index(name)
+        tls = ["--authz-policy", str(AUTHZ_POLICY)] if _tls_on() else []
         return _spawn(name, [sys.executable, "-m", "controlplane", "serve", "--listen", REPLICA_ADDRS[index],
                              "--consul", consul_addr, "--saga-definitions", str(DEFINITIONS),
-                             "--metrics-listen", REPLICA_METRICS[index]])
+                             "--metrics-listen", REPLICA_METRICS[index], *tls],
+                      env=_tls_files("controlplane") if _tls_on() else _PLAINTEXT)
     if name == "prometheus":
         return _spawn(name, prometheus_command(RUN / "prometheus", [*REPLICA_METRICS, *DEMO_METRICS.values()],
                                                PROMETHEUS_ADDR))
     return _spawn(name, [sys.executable, "-m", f"services.{name}", "--listen", f"127.0.0.1:{DEMO[name]}",
-                         "--metrics-listen", DEMO_METRICS[name]], env={"CONTROLPLANE_ADDR": CONTROL_PLANE})
+                         "--metrics-listen", DEMO_METRICS[name]],
+                  env={"CONTROLPLANE_ADDR": CONTROL_PLANE, **(_tls_files(name) if _tls_on() else _PLAINTEXT)})
+
+
+_PLAINTEXT = {key: "" for key in _tls_files("none")}  # a child must not inherit this script's certificate
 
 
 def prometheus_command(folder: Path, targets: list[str], listen: str, interval: str = "5s") -> list[str]:
@@ -213,6 +264,13 @@ def up() -> int:
         return 1
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
+    TLS_DIR.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("TLS") == "1":
+        _setup_tls()
+    else:
+        _TLS_MARK.unlink(missing_ok=True)
+        for key in ("CONTROLPLANE_TLS_CA", "CONTROLPLANE_TLS_CERT", "CONTROLPLANE_TLS_KEY"):
+            os.environ.pop(key, None)
     wanted = [*REPLICA_ADDRS, *(f"127.0.0.1:{p}" for p in DEMO.values())]
     if PROMETHEUS_BIN.exists():
         wanted.append(PROMETHEUS_ADDR)
@@ -242,20 +300,25 @@ def up() -> int:
         return 1
     print(f"\nup in {time.monotonic() - started:.1f}s\n")
     status()
+    tls = _shown(TLS_DIR)
+    flags = (f"-cacert {tls}/ca.pem -cert {tls}/{OPERATOR}.pem -key {tls}/{OPERATOR}.key" if _tls_on()
+             else "-plaintext")
+    mtls = (f"\n  # mTLS everywhere (TLS=1): the CLI and xDS clients read their certificate from {tls}/env\n"
+            f"  . {tls}/env" if _tls_on() else "")
     print(f"""
-Try it (grpcurl and the controlplane CLI are in .venv/bin):
+Try it (grpcurl and the controlplane CLI are in .venv/bin):{mtls}
   # every server lists and describes itself
-  .venv/bin/grpcurl -plaintext {REPLICA_ADDRS[0]} list
-  .venv/bin/grpcurl -plaintext 127.0.0.1:{DEMO["order"]} describe demo.order.v1.OrderService
+  .venv/bin/grpcurl {flags} {REPLICA_ADDRS[0]} list
+  .venv/bin/grpcurl {flags} 127.0.0.1:{DEMO["order"]} describe demo.order.v1.OrderService
   # place an order: the order service checks the user and starts the place-order saga
-  .venv/bin/grpcurl -plaintext -d '{{"user_id": "alice", "items": [{{"sku": "apple", "quantity": 2, "unit_price_cents": 150}}]}}' \\
+  .venv/bin/grpcurl {flags} -d '{{"user_id": "alice", "items": [{{"sku": "apple", "quantity": 2, "unit_price_cents": 150}}]}}' \\
       127.0.0.1:{DEMO["order"]} demo.order.v1.OrderService/CreateOrder
-  .venv/bin/grpcurl -plaintext -d '{{"order_id": "ORDER_ID"}}' 127.0.0.1:{DEMO["order"]} demo.order.v1.OrderService/GetOrder
+  .venv/bin/grpcurl {flags} -d '{{"order_id": "ORDER_ID"}}' 127.0.0.1:{DEMO["order"]} demo.order.v1.OrderService/GetOrder
   .venv/bin/controlplane saga list
   .venv/bin/controlplane saga show SAGA_ID
   # make every payment fail, live: the next order's saga compensates (stock released, order cancelled)
   .venv/bin/controlplane config set payment --env dev faults.failure_rate=1
-  .venv/bin/grpcurl -plaintext -d '{{"sku": "apple"}}' 127.0.0.1:{DEMO["inventory"]} demo.inventory.v1.InventoryService/GetStock
+  .venv/bin/grpcurl {flags} -d '{{"sku": "apple"}}' 127.0.0.1:{DEMO["inventory"]} demo.inventory.v1.InventoryService/GetStock
   .venv/bin/controlplane config set payment --env dev faults.failure_rate=0
   # the span tree of one request (its trace id is in the x-trace-id response header: grpcurl -v)
   CONTROLPLANE_TRACE_DIR=.run/traces .venv/bin/controlplane trace TRACE_ID
@@ -270,9 +333,17 @@ Try it (grpcurl and the controlplane CLI are in .venv/bin):
     return 0
 
 
+def _shown(path: Path) -> str:
+    """`path` as the try-it block shows it: relative to the checkout when inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _seed() -> None:
     """Load the place-order saga definition and the demo data (users, stock, default config)."""
-    with endpoints.channel(CONTROL_PLANE) as channel:
+    with _channel(CONTROL_PLANE) as channel:
         sagas = saga_pb2_grpc.SagaServiceStub(channel)
         for definition in load_definitions_file(DEFINITIONS):
             stored = sagas.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition), timeout=10)
@@ -282,12 +353,12 @@ def _seed() -> None:
             request = config_pb2.SetConfigRequest(service=service, author="make up", message="demo defaults")
             request.content.update({"faults": {"failure_rate": 0, "latency_ms": 0}})
             _ignore(grpc.StatusCode.ABORTED, configs.SetConfig, request)  # keep what an earlier run set
-    with grpc.insecure_channel(f"127.0.0.1:{DEMO['user']}") as channel:
+    with _channel(f"127.0.0.1:{DEMO['user']}") as channel:
         users = user_pb2_grpc.UserServiceStub(channel)
         for user_id, name in DEMO_USERS.items():
             request = user_pb2.CreateUserRequest(user_id=user_id, name=name, email=f"{user_id}@example.com")
             _ignore(grpc.StatusCode.ALREADY_EXISTS, users.CreateUser, request)
-    with grpc.insecure_channel(f"127.0.0.1:{DEMO['inventory']}") as channel:
+    with _channel(f"127.0.0.1:{DEMO['inventory']}") as channel:
         inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
         for sku, quantity in DEMO_STOCK.items():
             try:
@@ -360,7 +431,7 @@ def status() -> int:
     for name in _started_names():
         pid = _pid(name)
         print(f"  {name:<13} {'pid ' + str(pid) if pid else 'not running'}")
-    with endpoints.channel(CONTROL_PLANE) as channel:
+    with _channel(CONTROL_PLANE) as channel:
         try:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             services = stub.ListServices(registry_pb2.ListServicesRequest(), timeout=3.0).services

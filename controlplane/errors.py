@@ -92,6 +92,11 @@ class PreconditionError(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class ConsulAccessDenied(PreconditionError):
+    """Consul refused the control plane's ACL token (none, unknown, or without the permission): a deployment
+    problem, not the caller's, and one retrying does not mend."""
+
+
 class ConflictError(DomainError):
     """A compare-and-set lost to a concurrent writer; re-read and try again."""
 

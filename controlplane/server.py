@@ -22,7 +22,7 @@ from controlplane.registry.store import RegistryStore
 from controlplane.saga.service import SagaService
 from controlplane.security.authz import Authorization
 from controlplane.security.policy import Policy
-from controlplane.settings import ServerSettings, outbound_tls, server_tls
+from controlplane.settings import ServerSettings, consul_access, outbound_tls, server_tls
 from controlplane.v1 import (
     config_pb2,
     registry_pb2,
@@ -70,11 +70,12 @@ class ControlPlane:
     async def start(self) -> ControlPlane:
         s = self.settings
         metrics = self._metrics()
-        client = connect(s.consul_addr, request_timeout=s.consul_timeout)
-        blocking = connect(s.consul_addr, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0,
+        access = consul_access(s)
+        client = connect(access, request_timeout=s.consul_timeout)
+        blocking = connect(access, request_timeout=s.cache.blocking_wait + s.consul_timeout + 5.0,
                            connections=s.cache.max_watches + s.config.max_watches + 16)
         store = RegistryStore(client, blocking, agent_addr=s.consul_advertise or s.consul_addr,
-                              connect_agent=lambda addr: connect(addr, request_timeout=s.consul_timeout))
+                              connect_agent=lambda addr: connect(access.at(addr), request_timeout=s.consul_timeout))
         self._closers += [client, blocking, store]
         self._cache = InstanceCache(store, s.cache, reachability=self._reachability)
 
@@ -107,7 +108,7 @@ class ControlPlane:
         if not self.port:
             raise OSError(f"cannot listen on {s.listen}")
         self._saga = await SagaService.start(
-            s.saga, consul_addr=s.consul_addr, consul_timeout=s.consul_timeout, cache=self._cache,
+            s.saga, consul_addr=access, consul_timeout=s.consul_timeout, cache=self._cache,
             replica_id=s.saga.replica_id or f"{socket.gethostname()}:{self.port}",
             advertise=(_advertised_host(s.listen), self.port),
             participant_credentials=outbound.credentials() if (outbound := outbound_tls(s)) else None,

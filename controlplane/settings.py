@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from controlplane.config.settings import ConfigSettings
+from controlplane.consul.access import ConsulAccess
 from controlplane.registry.cache import CacheSettings
 from controlplane.saga.settings import SagaSettings
 from controlplane.security.tls import ClientTLS, ServerTLS
@@ -25,6 +26,11 @@ class ServerSettings:
     # consul_addr): instances registered through this replica live on its agent, and a replica on another
     # agent heartbeats or deregisters them there.
     consul_advertise: str = ""
+    # Consul's ACL token (CONSUL_HTTP_TOKEN), sent with every request; HTTPS to Consul (an https:// address or
+    # CONSUL_HTTP_SSL=true), verified against consul_ca (CONSUL_CACERT; default the system's roots).
+    consul_token: str = field(default="", repr=False)
+    consul_https: bool = False
+    consul_ca: str = ""
     # Longest a single Consul request (not a blocking query) may take.
     consul_timeout: float = 5.0
     # How often Consul's reachability is checked for the gRPC health status and the watches' staleness...
@@ -62,6 +68,10 @@ class ServerSettings:
                             default=_strip_scheme(env.get("CONTROLPLANE_CONSUL_ADVERTISE", defaults.consul_advertise)),
                             help="host:port at which other replicas reach this Consul agent's HTTP API "
                                  "[env CONTROLPLANE_CONSUL_ADVERTISE, default: --consul]")
+        parser.add_argument("--consul-token", default=env.get("CONSUL_HTTP_TOKEN", ""),
+                            help="Consul ACL token (policies/consul-acl.hcl) [env CONSUL_HTTP_TOKEN]")
+        parser.add_argument("--consul-ca", default=env.get("CONSUL_CACERT", ""),
+                            help="CA of Consul's HTTPS certificate [env CONSUL_CACERT]")
         parser.add_argument("--consul-timeout", type=float,
                             default=float(env.get("CONTROLPLANE_CONSUL_TIMEOUT", defaults.consul_timeout)),
                             help="seconds a Consul request may take [env CONTROLPLANE_CONSUL_TIMEOUT]")
@@ -99,6 +109,9 @@ class ServerSettings:
         return cls(
             listen=args.listen,
             consul_addr=_strip_scheme(args.consul),
+            consul_token=args.consul_token,
+            consul_https=args.consul.startswith("https://") or env.get("CONSUL_HTTP_SSL", "").lower() == "true",
+            consul_ca=args.consul_ca,
             consul_advertise=_strip_scheme(args.consul_advertise) or _strip_scheme(args.consul),
             consul_timeout=args.consul_timeout,
             consul_probe_interval=args.consul_probe_interval,
@@ -131,5 +144,10 @@ def outbound_tls(settings: ServerSettings) -> ClientTLS | None:
     return ClientTLS(settings.tls_ca or settings.tls_client_ca or None, settings.tls_cert, settings.tls_key)
 
 
+def consul_access(settings: ServerSettings) -> ConsulAccess:
+    """How the control plane reaches its Consul agent (token, HTTPS): every Consul client is built from it."""
+    return ConsulAccess(settings.consul_addr, settings.consul_https, settings.consul_token, settings.consul_ca)
+
+
 def _strip_scheme(addr: str) -> str:
-    return addr.removeprefix("http://").rstrip("/")
+    return addr.removeprefix("http://").removeprefix("https://").rstrip("/")

@@ -12,7 +12,15 @@ import aiohttp
 import consul
 import consul.aio
 
-from controlplane.errors import ConsulUnavailable, DomainError, LimitExceeded, OutcomeUnknown, ValidationError
+from controlplane.consul.access import ConsulAccess
+from controlplane.errors import (
+    ConsulAccessDenied,
+    ConsulUnavailable,
+    DomainError,
+    LimitExceeded,
+    OutcomeUnknown,
+    ValidationError,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -29,24 +37,10 @@ def observe_requests(observer: ConsulObserver | None) -> None:
     _observer = observer
 
 
-def split_address(http_addr: str) -> tuple[str, int]:
-    """'host:port' (optionally with an http:// prefix) -> (host, port)."""
-    addr = http_addr.removeprefix("http://").rstrip("/")
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"Consul address must be host:port, got {http_addr!r}")
-    return host, int(port)
-
-
-def connect(http_addr: str, *, request_timeout: float, connections: int = 100) -> consul.aio.Consul:
-    """An asyncio Consul client whose every request gives up after `request_timeout` seconds, with at most
-    `connections` open at once.
-
-    Blocking queries need a client whose timeout exceeds their wait; make a separate one for them.
-    """
-    host, port = split_address(http_addr)
-    return consul.aio.Consul(host=host, port=port, connections_timeout=request_timeout,
-                             connections_limit=connections)
+def connect(http_addr: str | ConsulAccess, *, request_timeout: float, connections: int = 100) -> consul.aio.Consul:
+    """An asyncio Consul client (see `ConsulAccess.client`); an address string is plain HTTP without a token."""
+    access = http_addr if isinstance(http_addr, ConsulAccess) else ConsulAccess.from_settings(http_addr)
+    return access.client(request_timeout=request_timeout, connections=connections)
 
 
 async def consul_call(operation: Awaitable[T], *, what: str, write: bool = False) -> T:
@@ -74,6 +68,9 @@ async def consul_call(operation: Awaitable[T], *, what: str, write: bool = False
     except consul.NotFound:
         outcome = "not_found"
         raise
+    except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
+        outcome = "refused"
+        raise access_denied(what, str(exc)) from exc
     except consul.ConsulException as exc:
         if str(exc).startswith("409 "):  # a transaction's compare-and-set failed: the caller knows what it means
             outcome = "conflict"
@@ -93,11 +90,20 @@ _STATUS = re.compile(r"\A(\d{3}) ")
 _TOO_LARGE = (413, 431)
 
 
+def access_denied(what: str, reason: str) -> ConsulAccessDenied:
+    log.error("Consul refused the control plane's ACL token (%s): %s", what, reason)
+    reason = " ".join(reason.split())[:160]
+    return ConsulAccessDenied(f"Consul refused the control plane's ACL token ({what}): {reason}; give it a token "
+                              "(CONSUL_HTTP_TOKEN) with the policy in policies/consul-acl.hcl")
+
+
 def translate_refusal(answer: str, what: str) -> DomainError:
     """The domain error for a Consul answer `"<status> <body>"` that is not a success."""
     found = _STATUS.match(answer)
     status = int(found.group(1)) if found else 500
     reason = " ".join(answer[found.end():].split())[:160] if found else ""
+    if status in (401, 403):
+        return access_denied(what, reason)
     if status in _TOO_LARGE or "too large" in reason.lower():
         return LimitExceeded(f"the request is larger than Consul stores in one write ({what})")
     if 400 <= status < 500:

@@ -10,7 +10,7 @@ import consul.aio
 import grpc
 import yaml
 
-from controlplane.consul.client import split_address
+from controlplane.consul.access import ConsulAccess
 from controlplane.errors import ConsulUnavailable, DomainError
 from controlplane.interceptors import ClientPolicy
 from controlplane.registry.cache import InstanceCache
@@ -49,7 +49,7 @@ class SagaService:
         cls,
         settings: SagaSettings,
         *,
-        consul_addr: str,
+        consul_addr: str | ConsulAccess,
         consul_timeout: float,
         cache: InstanceCache,
         replica_id: str,
@@ -58,13 +58,12 @@ class SagaService:
     ) -> SagaService:
         """`advertise`: where this replica serves gRPC, shown by its `controlplane-saga` liveness instance;
         `participant_credentials`: TLS towards participants (None: plaintext)."""
-        host, port = split_address(consul_addr)
-        client = consul.aio.Consul(host=host, port=port, connections_timeout=consul_timeout)
+        access = consul_addr if isinstance(consul_addr, ConsulAccess) else ConsulAccess.from_settings(consul_addr)
+        client = access.client(request_timeout=consul_timeout)
         # Every open WatchSaga holds one long poll: allow many.
-        blocking = consul.aio.Consul(host=host, port=port, connections_limit=2000,
-                                     connections_timeout=settings.watch_wait + consul_timeout + 5.0)
+        blocking = access.client(request_timeout=settings.watch_wait + consul_timeout + 5.0, connections=2000)
         prefix = settings.kv_prefix if settings.kv_prefix.endswith("/") else settings.kv_prefix + "/"
-        txn_client = TxnClient(host, port, timeout=consul_timeout)
+        txn_client: TxnClient = access.txn_client(timeout=consul_timeout)  # type: ignore[assignment]
         committer = GroupCommitter(
             txn_client.run,
             window=settings.group_commit_window,

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import consul.aio
 import pytest
 
-from controlplane.consul.client import split_address
+from controlplane.consul.access import split_address
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.errors import ConflictError
 from controlplane.saga.eventstore import Event, EventStore, GroupCommitter

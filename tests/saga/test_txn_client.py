@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from controlplane.consul.client import split_address
+from controlplane.consul.access import split_address
 from controlplane.consul.local_agent import LocalConsul, free_port
 from controlplane.errors import ConsulUnavailable
 from controlplane.saga.eventstore.txn import TxnRejected, cas_op, get_op, set_op

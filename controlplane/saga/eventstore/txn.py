@@ -122,6 +122,10 @@ def txn_result(code: int, body: str | bytes) -> TxnResult:
         return TxnResult(False, errors=errors)
     if code >= 500:
         raise ConsulUnavailable(f"Consul failed a transaction: {code} {_text(body)}")
+    if code in (401, 403):
+        from controlplane.consul.client import access_denied
+
+        raise access_denied("transaction", _text(body))
     raise TxnRejected(f"Consul rejected a transaction: {code} {_text(body)}")
 
 

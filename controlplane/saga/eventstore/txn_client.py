@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Sequence
 
 from controlplane.errors import ConsulUnavailable
@@ -158,12 +159,19 @@ def _dechunk(buffer: bytearray, at: int) -> tuple[bytes, int] | None:
 
 
 class TxnClient:
-    """Runs Consul transactions over keep-alive connections to `host:port`; `timeout` in seconds per request."""
+    """Runs Consul transactions over keep-alive connections to `host:port`; `timeout` in seconds per request.
 
-    def __init__(self, host: str, port: int, *, timeout: float = 10.0) -> None:
+    Build it with `ConsulAccess.txn_client()`, which gives it the ACL token and the TLS context (HTTPS).
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float = 10.0, token: str = "",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._host, self._port = host, port
         self._timeout = timeout
-        self._head = f"PUT /v1/txn HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
+        self._ssl = ssl_context
+        token_header = f"X-Consul-Token: {token}\r\n" if token else ""
+        self._head = (f"PUT /v1/txn HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                      f"{token_header}").encode()
         self._idle: list[_Connection] = []
 
     async def run(self, ops: Sequence[Op]) -> TxnResult:
@@ -197,7 +205,8 @@ class TxnClient:
                 return connection
         try:
             _, connection = await asyncio.wait_for(
-                asyncio.get_running_loop().create_connection(_Connection, self._host, self._port), self._timeout
+                asyncio.get_running_loop().create_connection(_Connection, self._host, self._port, ssl=self._ssl),
+                self._timeout
             )
         except (OSError, TimeoutError) as exc:
             raise ConsulUnavailable(f"Consul is unreachable (transaction): {type(exc).__name__} {exc}") from exc

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import consul.aio
 
@@ -67,8 +68,10 @@ class ConsulAccess:
         `connections` open at once. Blocking queries need one whose timeout exceeds their wait."""
         host, port = split_address(self.address)
         verify: bool | str = (self.ca_file or True) if self.https else False  # False: no TLS context for http
-        return consul.aio.Consul(host=host, port=port, scheme=self.scheme, token=self.token or None,
-                                 verify=verify, connections_timeout=request_timeout, connections_limit=connections)
+        client = _TokenedConsul(host=host, port=port, scheme=self.scheme, token=self.token or None,
+                                verify=verify, connections_timeout=request_timeout, connections_limit=connections)
+        client.http.token = self.token
+        return client
 
     def txn_client(self, *, timeout: float) -> object:
         """The saga event store's transaction client (see `controlplane.saga.eventstore.txn_client`)."""
@@ -81,3 +84,23 @@ class ConsulAccess:
         if not self.https:
             return None
         return ssl.create_default_context(cafile=self.ca_file or None)
+
+
+class _TokenedHTTP(consul.aio.HTTPClient):
+    """py-consul's HTTP client with the ACL token on every request: some of its calls (agent.self) and every
+    raw `http.put` leave the header out, and default deny then refuses them."""
+
+    token = ""
+
+    async def _request(self, callback: Any, method: str, uri: str, headers: dict[str, str] | None, data: Any = None,
+                       connections_timeout: Any = None, raw: bool = False) -> Any:
+        if self.token and not (headers and "X-Consul-Token" in headers):
+            headers = {**(headers or {}), "X-Consul-Token": self.token}
+        return await super()._request(callback, method, uri, headers, data=data,
+                                      connections_timeout=connections_timeout, raw=raw)
+
+
+class _TokenedConsul(consul.aio.Consul):
+    def http_connect(self, host: str, port: int, scheme: Any, verify: bool | str = True, cert: Any = None) -> Any:
+        return _TokenedHTTP(host, port, scheme, loop=self.loop, connections_limit=self.connections_limit,
+                            connections_timeout=self.connections_timeout, verify=verify, cert=cert)

@@ -73,6 +73,9 @@ async def consul_call(operation: Awaitable[T], *, what: str, write: bool = False
         raise access_denied(what, str(exc)) from exc
     except consul.ConsulException as exc:
         if str(exc).startswith("409 "):  # a transaction's compare-and-set failed: the caller knows what it means
+            if "permission denied" in str(exc).lower():  # ...unless an operation was refused by the ACLs
+                outcome = "refused"
+                raise access_denied(what, str(exc)[4:]) from exc
             outcome = "conflict"
             raise
         error = translate_refusal(str(exc), what)

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,6 +82,8 @@ class LocalConsul:
     # 13-17 s and suits slow or shared machines (see docs/consul.md).
     raft_multiplier: int = 1
     binary: str = field(default_factory=find_consul_binary)
+    # More agent configuration, merged into the generated file (ACLs, say).
+    extra_config: dict[str, Any] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = None
     _ports: dict[str, int] = field(default_factory=dict)
     _own_tmp: bool = False
@@ -145,6 +148,7 @@ class LocalConsul:
             "disable_update_check": True,
             "enable_script_checks": False,
             "performance": {"raft_multiplier": self.raft_multiplier},
+            **self.extra_config,
         }
         path.write_text(json.dumps(config))
         return path

@@ -119,6 +119,11 @@ def txn_result(code: int, body: str | bytes) -> TxnResult:
     if code == 409:
         parsed = json.loads(body)
         errors = [TxnError(int(e.get("OpIndex", -1)), str(e.get("What", ""))) for e in parsed.get("Errors") or []]
+        denied = [e.what for e in errors if "permission denied" in e.what.lower()]
+        if denied:  # an ACL refusal of an operation, not a compare-and-set that failed: retrying cannot help
+            from controlplane.consul.client import access_denied
+
+            raise access_denied("transaction", denied[0])
         return TxnResult(False, errors=errors)
     if code >= 500:
         raise ConsulUnavailable(f"Consul failed a transaction: {code} {_text(body)}")

@@ -22,7 +22,8 @@ from tests.helpers import ROOT, ControlPlaneProcess, ttl, wait_until
 MASTER = "6c1e7e4e-0000-4000-8000-000000000001"
 READ_ONLY = "\n".join((  # what the shipped policy grants, with reads in place of the KV and service writes
     'key_prefix "controlplane/" { policy = "read" }', 'service_prefix "" { policy = "read" }',
-    'node_prefix "" { policy = "read" }', 'session_prefix "" { policy = "write" }', 'agent_prefix "" { policy = "read" }',
+    'node_prefix "" { policy = "read" }', 'session_prefix "" { policy = "write" }',
+    'agent_prefix "" { policy = "read" }',
 ))
 
 

@@ -3,6 +3,7 @@
 Each certificate names its holder twice: a SPIFFE-style URI SAN (`spiffe://controlplane/service/order`,
 `spiffe://controlplane/operator/cli`), which is the identity authorization reads, and the loopback IP and
 `localhost`, which TLS hostname checks read. Keys are ECDSA P-256; the CA lives for ten years, leaves for one.
+Needs the `certs` extra (`pip install controlplane[certs]`: the cryptography package).
 """
 
 from __future__ import annotations

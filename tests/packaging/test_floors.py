@@ -126,7 +126,7 @@ def test_the_core_floors_import_the_client_library_and_trace_a_call(wheel: Path,
 def test_the_floors_of_every_extra_import_every_module(wheel: Path, tmp_path: Path) -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     requirements = floors(PYPROJECT["project"]["dependencies"])
-    for extra in ("tracing", "service", "instrumentation", "server"):
+    for extra in ("tracing", "service", "instrumentation", "server", "certs"):
         requirements += floors(extras[extra])
     python = venv_with(tmp_path / "full", requirements, wheel)
     every_module = textwrap.dedent("""

@@ -42,7 +42,8 @@ def show(channel: grpc.Channel, saga_id: str) -> int:
             kind = "compensation" if attempt.compensation else "action"
             took = (attempt.finished_at.ToNanoseconds() - attempt.started_at.ToNanoseconds()) / 1e6
             error = f"  {attempt.error}" if attempt.error else ""
-            print(f"    {kind} #{attempt.attempt}: {attempt.code or '...'} ({took:.1f} ms){error}")
+            by = f" by {attempt.replica}" if attempt.replica else ""
+            print(f"    {kind} #{attempt.attempt}: {attempt.code or '...'} ({took:.1f} ms){by}{error}")
     for error in saga.errors:
         print(f"  error: {error}")
     return 0

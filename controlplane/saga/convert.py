@@ -98,7 +98,7 @@ def step_to_proto(step: StepProgress) -> saga_pb2.StepState:
         wire.response.CopyFrom(struct(step.response))
     for attempt in step.attempts:
         a = wire.attempts.add(attempt=attempt.attempt, compensation=attempt.compensation, code=attempt.code,
-                              error=attempt.error)
+                              error=attempt.error, replica=attempt.replica)
         started, finished = timestamp(attempt.started_at), timestamp(attempt.finished_at)
         if started is not None:
             a.started_at.CopyFrom(started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import grpc
@@ -9,12 +10,14 @@ import pytest
 
 from controlplane.errors import field_violations
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
+from tests.helpers import ControlPlaneProcess
 from tests.saga.participants import Participants
 from tests.saga.sagas import order_definition, order_input, start, statuses, wait_ended
 
 
 def test_saga_runs_every_step_in_order_and_completes(
-    sagas: saga_pb2_grpc.SagaServiceStub, order_saga: str, participants: Participants
+    sagas: saga_pb2_grpc.SagaServiceStub, order_saga: str, participants: Participants,
+    control_plane: ControlPlaneProcess,
 ) -> None:
     order = f"ok-{uuid.uuid4().hex[:8]}"
     started = start(sagas, order_saga, order_input(order))
@@ -27,6 +30,9 @@ def test_saga_runs_every_step_in_order_and_completes(
     assert saga.data["reservation_id"].startswith("res-")
     assert saga.data["payment_id"].startswith("pay-")
     assert [a.code for step in saga.steps for a in step.attempts] == ["OK", "OK", "OK"]
+    # Every attempt names the replica that made it (its default id: host name and port).
+    assert {a.replica for step in saga.steps for a in step.attempts} == {
+        f"{socket.gethostname()}:{control_plane.port}"}
     assert len(saga.trace_id) == 32
     applied = participants.applied()
     assert [applied[(op, order)] for op in ("reserve", "charge", "confirm", "release", "refund", "cancel")] == [

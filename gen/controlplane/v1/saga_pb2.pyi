@@ -104,20 +104,22 @@ class SagaDefinition(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[SagaStep, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., compensation_retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
 
 class StepAttempt(_message.Message):
-    __slots__ = ("attempt", "compensation", "started_at", "finished_at", "code", "error")
+    __slots__ = ("attempt", "compensation", "started_at", "finished_at", "code", "error", "replica")
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     compensation: bool
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     code: str
     error: str
-    def __init__(self, attempt: _Optional[int] = ..., compensation: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    replica: str
+    def __init__(self, attempt: _Optional[int] = ..., compensation: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[str] = ..., error: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class StepState(_message.Message):
     __slots__ = ("name", "status", "attempts", "response")

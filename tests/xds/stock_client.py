@@ -17,9 +17,32 @@ import grpc
 METHOD = "/xds.test.Echo/Who"
 
 
-def answer(by: dict, errors: dict, ms: list) -> None:
-    sys.stdout.write(json.dumps({"by": by, "errors": errors, "ms": ms}) + "\n")
-    sys.stdout.flush()
+class Tally:
+    """One command's outcomes: calls by the backend that answered, failures by code, latencies."""
+
+    def __init__(self) -> None:
+        self.by, self.errors, self.ms = {}, {}, []
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def answered(self, who: bytes) -> None:
+        self.by[who.decode()] = self.by.get(who.decode(), 0) + 1
+        self.ms.append((time.perf_counter() - self.started) * 1000)
+
+    def failed(self, error: grpc.RpcError) -> None:
+        self.errors[error.code().name] = self.errors.get(error.code().name, 0) + 1
+        self.ms.append((time.perf_counter() - self.started) * 1000)
+
+    def answer(self) -> None:
+        sys.stdout.write(json.dumps({"by": self.by, "errors": self.errors, "ms": self.ms}) + "\n")
+        sys.stdout.flush()
+
+
+def options(command: dict) -> dict:
+    return {"timeout": command.get("timeout", 5), "metadata": command.get("metadata") or None,
+            "wait_for_ready": command.get("wait_for_ready")}
 
 
 def run_sync() -> None:
@@ -29,18 +52,14 @@ def run_sync() -> None:
         target = command["target"]
         if target not in channels:
             channels[target] = grpc.insecure_channel(target).unary_unary(METHOD)
-        call = channels[target]
-        by, errors, ms = {}, {}, []
+        call, tally = channels[target], Tally()
         for _ in range(command["calls"]):
-            started = time.perf_counter()
+            tally.start()
             try:
-                who = call(b"", timeout=command.get("timeout", 5), metadata=command.get("metadata") or None,
-                           wait_for_ready=command.get("wait_for_ready"))
-                by[who.decode()] = by.get(who.decode(), 0) + 1
+                tally.answered(call(b"", **options(command)))
             except grpc.RpcError as error:
-                errors[error.code().name] = errors.get(error.code().name, 0) + 1
-            ms.append((time.perf_counter() - started) * 1000)
-        answer(by, errors, ms)
+                tally.failed(error)
+        tally.answer()
 
 
 async def run_aio() -> None:
@@ -52,18 +71,14 @@ async def run_aio() -> None:
         target = command["target"]
         if target not in channels:
             channels[target] = grpc.aio.insecure_channel(target).unary_unary(METHOD)
-        call = channels[target]
-        by, errors, ms = {}, {}, []
+        call, tally = channels[target], Tally()
         for _ in range(command["calls"]):
-            started = time.perf_counter()
+            tally.start()
             try:
-                who = await call(b"", timeout=command.get("timeout", 5), metadata=command.get("metadata") or None,
-                                 wait_for_ready=command.get("wait_for_ready"))
-                by[who.decode()] = by.get(who.decode(), 0) + 1
+                tally.answered(await call(b"", **options(command)))
             except grpc.RpcError as error:
-                errors[error.code().name] = errors.get(error.code().name, 0) + 1
-            ms.append((time.perf_counter() - started) * 1000)
-        answer(by, errors, ms)
+                tally.failed(error)
+        tally.answer()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from controlplane.xds.ads import METHOD
 from controlplane.xds.resources import CLUSTER, LISTENER
 from controlplane.xds.v1 import envoy_wire_pb2 as w
 from tests.config.conftest import set_config
+from tests.helpers import wait_until
 from tests.xds.conftest import Backend
 
 
@@ -69,7 +70,9 @@ def test_a_nack_is_recorded_with_the_clients_text_and_the_next_version_clears_it
     first = stream.receive()
     assert [w.Listener.FromString(r.value).name for r in first.resources] == [service_name]
     stream.send(LISTENER, [service_name], nonce=first.nonce, nack="route_config: bad thing")
-    sub = subscription(channel, "nacking-node", LISTENER)
+    # The request travels on the stream while the status is asked on another call: wait for it to be taken.
+    sub = wait_until(lambda: (found := subscription(channel, "nacking-node", LISTENER)).nacks and found,
+                     what="the NACK to be recorded")
     assert (sub.last_nack, sub.nacks, sub.acked_version, sub.sent_version) == (
         "route_config: bad thing", 1, "", first.version_info)
     # The NACK asks for nothing: the next response is the one a policy change makes, and it can be ACKed.
@@ -82,7 +85,7 @@ def test_a_nack_is_recorded_with_the_clients_text_and_the_next_version_clears_it
     assert route.virtual_hosts[0].routes[0].route.max_stream_duration.max_stream_duration.seconds == 3
     stream.send(LISTENER, [service_name], nonce=second.nonce, version=second.version_info)
     stream.send(CLUSTER, [service_name])  # a later request on the same stream is answered after the ACK
-    assert stream.receive().type_url == CLUSTER
+    assert stream.receive().type_url == CLUSTER  # answered after the ACK: the ACK has been taken
     sub = subscription(channel, "nacking-node", LISTENER)
     assert (sub.last_nack, sub.nacks, sub.acked_version) == ("", 1, second.version_info)
 
@@ -110,7 +113,7 @@ def test_names_the_server_does_not_make_are_absent_not_errors(raw: Callable[[str
 def test_streams_acks_and_nacks_are_in_the_metrics(consul: object, tmp_path: object) -> None:
     from pathlib import Path
 
-    from tests.helpers import ControlPlaneProcess, free_port, wait_until
+    from tests.helpers import ControlPlaneProcess, free_port
     from tests.metrics.test_metrics import scrape
 
     port = free_port()

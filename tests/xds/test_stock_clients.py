@@ -256,3 +256,26 @@ def test_with_consul_gone_clients_old_and_new_get_the_last_good_endpoints(tmp_pa
             backend.stop()
         control_plane.kill()
         agent.destroy()
+
+
+def test_outlier_detection_ejects_a_failing_instance(
+    service_name: str, backends: Callable[..., Backend], stock_clients: Callable[..., StockClient], config: object
+) -> None:
+    """No retries here: only ejection can keep calls away from the instance that fails them all."""
+    import grpc
+
+    failing = backends(service_name, f"{service_name}-failing")
+    backends(service_name, f"{service_name}-good")
+    client = stock_clients()
+    target = f"xds:///{service_name}"
+    ready(client, target, {f"{service_name}-failing", f"{service_name}-good"})
+    set_policy(config, service_name, {"outlier_detection": {
+        "interval_seconds": 0.5, "failure_percentage_threshold": 50, "request_volume": 10, "minimum_hosts": 2,
+        "base_ejection_seconds": 60, "max_ejection_percent": 50}}, expected=0)
+    failing.fail_with = grpc.StatusCode.UNAVAILABLE
+    wait_until(lambda: client.calls(target, 20)["by"] == {f"{service_name}-good": 20}, timeout=15,
+               what="the failing instance to be ejected")
+    calls_before = failing.calls
+    result = client.calls(target, 100)
+    assert result["errors"] == {} and result["by"] == {f"{service_name}-good": 100}
+    assert failing.calls == calls_before

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import any_pb2
 
+from controlplane.errors import LimitExceeded
 from controlplane.xds.resources import LISTENER, TYPES, problems, service_of, version_of
 from controlplane.xds.v1 import envoy_wire_pb2 as w
 from controlplane.xds.views import ServiceView, ServiceViews
@@ -30,6 +31,9 @@ SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 METHOD = f"/{SERVICE}/StreamAggregatedResources"
 ENVIRONMENT_KEY = "environment"  # node.metadata key naming the config environment a client follows
 _CHANGED = object()  # in a stream's inbox: some view it uses has changed
+# Names one stream may subscribe to per type: each valid service name costs a Consul watch (shared, and capped
+# by the watch set), so a client listing thousands is refused rather than let crowd out everyone's watches.
+MAX_NAMES = 256
 
 
 @dataclass
@@ -123,7 +127,10 @@ class AggregatedDiscovery:
                         pending_change = False
                         dirty |= {t for t, sub in stream.subscriptions.items() if sub.names}
                     else:
-                        dirty |= self._take(item, stream, used, on_change)  # type: ignore[arg-type]
+                        try:
+                            dirty |= self._take(item, stream, used, on_change)  # type: ignore[arg-type]
+                        except LimitExceeded as exc:  # too many names, or no Consul watch left to start
+                            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                 for type_url in sorted(dirty):
                     response = self._response(stream, type_url, used)
                     if response is not None:
@@ -164,6 +171,9 @@ class AggregatedDiscovery:
                 sub.last_nack = ""
                 Counters.bump(self.counters.acks, type_url)
         names = frozenset(request.resource_names)
+        if len(names) > MAX_NAMES:
+            raise LimitExceeded(f"{len(names)} resource names of {_short(type_url)}; a stream may subscribe to at "
+                                f"most {MAX_NAMES} per type")
         if names == sub.names and request.response_nonce:
             return set()
         self._resubscribe(stream, used, sub, type_url, names, on_change)

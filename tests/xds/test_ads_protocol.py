@@ -143,3 +143,20 @@ def test_streams_acks_and_nacks_are_in_the_metrics(consul: object, tmp_path: obj
             stream.close()
     finally:
         plane.kill()
+
+
+def test_a_subscription_to_too_many_names_is_resource_exhausted_and_the_server_goes_on(
+    service_name: str, backends: Callable[..., Backend], raw: Callable[[str], RawStream]
+) -> None:
+    from controlplane.xds.ads import MAX_NAMES
+
+    greedy = raw("greedy")
+    greedy.send(CLUSTER, [f"{service_name}@{n}" for n in range(MAX_NAMES + 1)])
+    with pytest.raises(grpc.RpcError) as refused:
+        greedy.receive()
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"at most {MAX_NAMES}" in refused.value.details()
+    backends(service_name, f"{service_name}-a")
+    modest = raw("modest")
+    modest.send(CLUSTER, [service_name])
+    assert [w.Cluster.FromString(r.value).name for r in modest.receive().resources] == [service_name]

@@ -9,6 +9,7 @@ gRPC's rules for these resources (gRFC A27, A28, A31-A33, A42, A44, A50) are che
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 
@@ -62,6 +63,11 @@ class ServiceResources:
         self.filters = _filters(policy)
         self.routed = ({f"{service}@{version}" for version, _ in policy.split} if policy.split else {service})
         self._encoded: dict[tuple[str, str], bytes | None] = {}
+
+    @functools.cached_property
+    def route_problems(self) -> tuple[str, ...]:
+        """gRPC's rules these resources break whatever the listener is called (see `problems`)."""
+        return _route_problems(self)
 
     def get(self, type_url: str, name: str) -> bytes | None:
         """The encoded resource, or None when it does not exist."""
@@ -211,7 +217,15 @@ def _u32(value: int) -> wrappers_pb2.UInt32Value:
 
 
 def problems(resources: ServiceResources, listener_name: str) -> list[str]:
-    """What a gRPC client would NACK in these resources (empty when it accepts them all)."""
+    """What a gRPC client would NACK in these resources (empty when it accepts them all). What does not depend
+    on the listener's name is checked once per built set, not once per stream and response."""
+    found = list(resources.route_problems)
+    if service_of(LISTENER, listener_name) != resources.service:
+        found.append(f"listener {listener_name} is not a name of {resources.service}")
+    return found
+
+
+def _route_problems(resources: ServiceResources) -> tuple[str, ...]:
     found = []
     route = resources.route
     filters = resources.filters
@@ -237,6 +251,4 @@ def problems(resources: ServiceResources, listener_name: str) -> list[str]:
         for locality in w.ClusterLoadAssignment.FromString(endpoints or b"").endpoints:
             if not locality.load_balancing_weight.value:
                 found.append(f"a locality of {name} has no load-balancing weight (gRPC drops it)")
-    if service_of(LISTENER, listener_name) != resources.service:
-        found.append(f"listener {listener_name} is not a name of {resources.service}")
-    return found
+    return tuple(found)

@@ -11,6 +11,9 @@ import grpc
 import grpc.aio
 
 from controlplane import endpoints
+from controlplane.interceptors._aio_client import aio_client_chain
+from controlplane.interceptors._sync_client import ClientInterceptor
+from controlplane.interceptors.call import ClientConcern, OutgoingCall
 from controlplane.security.tls import ClientTLS
 
 TOKEN_ENV = "CONTROLPLANE_TOKEN"
@@ -72,7 +75,7 @@ class Connection:
     def _sync_interceptors(self) -> list[Any]:
         found: list[Any] = []
         if self.token:
-            found.append(_SyncToken(self.metadata()))
+            found.append(ClientInterceptor([_BearerToken(self.metadata())]))
         if self.policy is not None:
             from controlplane.interceptors import client_interceptors
 
@@ -82,7 +85,7 @@ class Connection:
     def _aio_interceptors(self) -> list[Any]:
         found: list[Any] = []
         if self.token:
-            found += _aio_token_interceptors(self.metadata())
+            found += aio_client_chain([_BearerToken(self.metadata())])
         if self.policy is not None:
             from controlplane.interceptors import aio_client_interceptors
 
@@ -108,44 +111,11 @@ def as_connection(control_plane: str | Connection, environ: Mapping[str, str] | 
 # --- the bearer token on every call ---------------------------------------------------------------------------
 
 
-def _with_metadata(details: Any, extra: tuple[tuple[str, str], ...]) -> Any:
-    from controlplane.interceptors._sync_client import replace_details
+class _BearerToken(ClientConcern):
+    """Adds the connection's `authorization` metadata to every call, of every kind (the chain adapters' job)."""
 
-    return replace_details(details, metadata=(*tuple(details.metadata or ()), *extra))
-
-
-class _SyncToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                 grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self._metadata = metadata
 
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(_with_metadata(details, self._metadata), request)
-
-    intercept_unary_stream = intercept_unary_unary
-    intercept_stream_unary = intercept_unary_unary
-    intercept_stream_stream = intercept_unary_unary
-
-
-def _aio_token_interceptors(metadata: tuple[tuple[str, str], ...]) -> list[Any]:
-    def details_with_token(details: Any) -> Any:
-        pairs = (*tuple(details.metadata or ()), *metadata)
-        return details._replace(metadata=grpc.aio.Metadata(*pairs))
-
-    class Unary(grpc.aio.UnaryUnaryClientInterceptor):
-        async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-            return await continuation(details_with_token(details), request)
-
-    class UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-        async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-            return await continuation(details_with_token(details), request)
-
-    class StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-        async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-            return await continuation(details_with_token(details), requests)
-
-    class StreamStream(grpc.aio.StreamStreamClientInterceptor):
-        async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-            return await continuation(details_with_token(details), requests)
-
-    return [Unary(), UnaryStream(), StreamUnary(), StreamStream()]
+    def start(self, call: OutgoingCall) -> None:
+        call.metadata.extend(self._metadata)

@@ -230,3 +230,19 @@ def test_a_bearer_token_is_an_identity_without_tls(token_plane: ControlPlaneProc
         config(channel).SetConfig(write, timeout=5)
         history = config(channel).ListVersions(config_pb2.ListVersionsRequest(service="authz-token"), timeout=5)
     assert [v.author for v in history.versions] == ["spiffe://controlplane/operator/ci"]
+
+
+def test_a_bearer_token_rides_asyncio_channels_too(token_plane: ControlPlaneProcess) -> None:
+    import asyncio
+
+    async def read(token: str | None) -> grpc.StatusCode:
+        async with connect(token_plane.address, token=token).aio_channel() as channel:
+            stub = config_pb2_grpc.ConfigServiceStub(channel)
+            try:
+                await stub.ListVersions(config_pb2.ListVersionsRequest(service="authz-token"), timeout=5)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+    assert asyncio.run(read(OPERATOR_TOKEN)) == grpc.StatusCode.OK
+    assert asyncio.run(read(None)) == UNAUTHENTICATED

@@ -24,7 +24,10 @@ import grpc.aio
 
 from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
 
-__all__ = ["IDEMPOTENT_METHODS", "START_SAGA", "aio_channel", "channel", "channel_options", "parse", "target"]
+__all__ = [
+    "IDEMPOTENT_METHODS", "START_SAGA", "aio_channel", "aio_dial", "channel", "channel_options", "dial", "parse",
+    "target",
+]
 
 # Methods that are safe to run twice: reads, watches, and writes keyed so that a repeat changes nothing
 # (Register of the same address and port replaces the instance, RegisterDefinition of identical content
@@ -105,20 +108,31 @@ def channel(addresses: str | Sequence[str], *, idempotent: Iterable[str] = (),
             options: Sequence[tuple[str, Any]] = (), credentials: grpc.ChannelCredentials | None = None
             ) -> grpc.Channel:
     """A sync channel to the control plane's replicas (see the module docstring); TLS with `credentials`."""
-    if credentials is not None:
-        return grpc.secure_channel(target(addresses), credentials, options=channel_options(idempotent, options))
-    return grpc.insecure_channel(target(addresses), options=channel_options(idempotent, options))
+    return dial(target(addresses), credentials, options=channel_options(idempotent, options))
 
 
 def aio_channel(addresses: str | Sequence[str], *, idempotent: Iterable[str] = (),
                 options: Sequence[tuple[str, Any]] = (), interceptors: Sequence[Any] | None = None,
                 credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
     """A grpc.aio channel to the control plane's replicas (see the module docstring); TLS with `credentials`."""
+    return aio_dial(target(addresses), credentials, options=channel_options(idempotent, options),
+                    interceptors=interceptors)
+
+
+def dial(target: str, credentials: grpc.ChannelCredentials | None = None, *,
+         options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+    """A sync channel to any gRPC target: over TLS with `credentials`, plaintext without."""
     if credentials is not None:
-        return grpc.aio.secure_channel(target(addresses), credentials, options=channel_options(idempotent, options),
-                                       interceptors=interceptors)
-    return grpc.aio.insecure_channel(target(addresses), options=channel_options(idempotent, options),
-                                     interceptors=interceptors)
+        return grpc.secure_channel(target, credentials, options=options)
+    return grpc.insecure_channel(target, options=options)
+
+
+def aio_dial(target: str, credentials: grpc.ChannelCredentials | None = None, *,
+             options: Sequence[tuple[str, Any]] = (), interceptors: Sequence[Any] | None = None) -> grpc.aio.Channel:
+    """A grpc.aio channel to any gRPC target: over TLS with `credentials`, plaintext without."""
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
 def _split(address: str) -> tuple[str, str]:

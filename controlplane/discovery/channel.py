@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from controlplane import endpoints
 from controlplane.client.connection import Connection, as_connection
 from controlplane.interceptors import ClientPolicy, LivePolicy, LocalRpcError, channel_options
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
@@ -145,7 +146,7 @@ class DiscoveryChannel(grpc.Channel):
         """Under the lock: a channel for `addresses` with the current options; the old one retires."""
         old = self._channel
         self._addresses = addresses
-        self._channel = (_instances_channel(target_for(addresses), self._options, self._credentials)
+        self._channel = (endpoints.dial(target_for(addresses), self._credentials, options=self._options)
                          if addresses else None)
         if old is not None:
             timer = threading.Timer(self._retire_after, old.close)
@@ -224,8 +225,3 @@ class _Lazy:
     def future(self, *args: Any, **kwargs: Any) -> Any:
         return self._target().future(*args, **kwargs)
 
-
-def _instances_channel(target: str, options: Any, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
-    if credentials is not None:
-        return grpc.secure_channel(target, credentials, options=options)
-    return grpc.insecure_channel(target, options=options)

@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from controlplane import endpoints
 from controlplane.errors import DomainError
 from controlplane.interceptors import BreakerOpen, BreakerRegistry, ClientPolicy, State
 from controlplane.registry.cache import InstanceCache
@@ -102,9 +103,7 @@ def participant_channel(target: str, breakers: BreakerRegistry, policy: ClientPo
     policy = policy or ClientPolicy()
     interceptors = aio_client_interceptors(policy, instance=target, tracing=tracing,
                                            breakers=breakers if policy.breaker is not None else None)
-    if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
-    return grpc.aio.insecure_channel(target, interceptors=interceptors)
+    return endpoints.aio_dial(target, credentials, interceptors=interceptors)
 
 
 @contextlib.contextmanager

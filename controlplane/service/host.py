@@ -240,9 +240,7 @@ class ServiceHost(_HostBase):
         self.config  # noqa: B018
         if self.settings.discovery == "xds":
             credentials = self.connection.credentials if self.connection else None
-            target = self._xds_target(service)
-            channel = (grpc.secure_channel(target, credentials) if credentials is not None
-                       else grpc.insecure_channel(target))
+            channel = endpoints.dial(self._xds_target(service), credentials)
             self._closers.append(channel.close)
             return grpc.intercept_channel(channel, *self._client_interceptors())
         assert self.connection is not None
@@ -323,10 +321,7 @@ class AioServiceHost(_HostBase):
         live client policy."""
         credentials = self.connection.credentials if self.connection else None
         if self.settings.discovery == "xds":
-            xds_target = self._xds_target(target)
-            if credentials is not None:
-                return grpc.aio.secure_channel(xds_target, credentials, interceptors=self._client_interceptors())
-            return grpc.aio.insecure_channel(xds_target, interceptors=self._client_interceptors())
+            return endpoints.aio_dial(self._xds_target(target), credentials, interceptors=self._client_interceptors())
         return endpoints.aio_channel(target, interceptors=self._client_interceptors(), credentials=credentials)
 
     def _client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:

@@ -6,6 +6,8 @@ Run: `make bench` or `.venv/bin/python bench/interceptors_bench.py` (about 30 s)
    channel call. The server runs in a child process (as it would in production: its interceptors add
    latency, not CPU contention in the client). Rows are measured in interleaved rounds and each round's
    ratio is taken against that round's bare call, because these machines are noisy; the median is shown.
+   Beside each row, the CPU one call costs the client process and the server process (all their
+   threads, from /proc): where the time beyond the bare call goes.
 2. CPU per call in the client, without a network (a finished fake call): the cost of our code alone.
 3. How long an OPEN breaker takes to refuse a call, and pybreaker doing the same around a plain call.
 
@@ -17,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import subprocess
 import sys
 import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -152,13 +156,41 @@ def summarize(per_round: dict[str, list[float]]) -> dict[str, tuple[float, float
     }
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuPerCall:
+    """CPU per call of each row, in the client (this process) and the server process, summed over every
+    round (a clock tick is 10 ms: a round alone is too short to read)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self._server_pid = server_pid
+        self._totals: dict[str, list[float]] = {}  # name -> [client s, server s, calls]
+
+    @contextlib.contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        client, server = time.process_time(), process_cpu_seconds(self._server_pid)
+        yield
+        totals = self._totals.setdefault(name, [0.0, 0.0, 0])
+        totals[0] += time.process_time() - client
+        totals[1] += process_cpu_seconds(self._server_pid) - server
+        totals[2] += CALLS_PER_ROUND
+
+    def per_call(self) -> dict[str, tuple[float, float]]:
+        """name -> (client µs, server µs) of CPU per call."""
+        return {name: (c / n * 1e6, s / n * 1e6) for name, (c, s, n) in self._totals.items()}
+
+
 def _rotated(names: list[str], round_number: int) -> list[str]:
     """Each round starts at another row, so no row always runs right after the same neighbour."""
     shift = round_number % len(names)
     return names[shift:] + names[:shift]
 
 
-def sync_round_trips(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+def sync_round_trips(ports: dict[str, int], cpu: CpuPerCall) -> dict[str, tuple[float, float]]:
     # One connection per server, shared by every row that calls it: rows differ by interceptors only, not
     # by which TCP connection (and which server thread) they happened to get.
     channels = {server: grpc.insecure_channel(f"127.0.0.1:{ports[server]}") for server in SERVERS}
@@ -172,16 +204,17 @@ def sync_round_trips(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
     for round_number in range(ROUNDS):
         for name in _rotated(list(calls), round_number):
             call = calls[name]
-            started = time.perf_counter()
-            for _ in range(CALLS_PER_ROUND):
-                call(b"x")
-            per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
+            with cpu.measure(name):
+                started = time.perf_counter()
+                for _ in range(CALLS_PER_ROUND):
+                    call(b"x")
+                per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
     for channel in channels.values():
         channel.close()
     return summarize(per_round)
 
 
-async def aio_round_trips(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+async def aio_round_trips(ports: dict[str, int], cpu: CpuPerCall) -> dict[str, tuple[float, float]]:
     channels, calls = [], {}
     for name, server, interceptors in client_rows(aio=True):
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports[server]}", interceptors=interceptors or None)
@@ -194,10 +227,11 @@ async def aio_round_trips(ports: dict[str, int]) -> dict[str, tuple[float, float
     for round_number in range(ROUNDS):
         for name in _rotated(list(calls), round_number):
             call = calls[name]
-            started = time.perf_counter()
-            for _ in range(CALLS_PER_ROUND):
-                await call(b"x")
-            per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
+            with cpu.measure(name):
+                started = time.perf_counter()
+                for _ in range(CALLS_PER_ROUND):
+                    await call(b"x")
+                per_round[name].append((time.perf_counter() - started) / CALLS_PER_ROUND * 1e6)
     for channel in channels:
         await channel.close()
     return summarize(per_round)
@@ -281,6 +315,46 @@ def cpu_per_call() -> dict[str, float]:
             interceptor.intercept_unary_unary(continuation, details, b"x")
 
         results[name] = min(timeit.repeat(one, number=number, repeat=5)) / number * 1e6
+    results.update(server_span_cpu())
+    return results
+
+
+class _ServerContext:
+    """What a server span reads of a sync servicer context, for a call whose caller sent `traceparent`."""
+
+    def __init__(self, traceparent: str) -> None:
+        self._metadata = (("traceparent", traceparent), ("user-agent", "grpc-python/1.85 grpc-c/52.0.0 (linux)"))
+        self._trailers: tuple = ()
+
+    def invocation_metadata(self) -> tuple:
+        return self._metadata
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:45678"
+
+    def set_trailing_metadata(self, trailers: tuple) -> None:
+        self._trailers = trailers
+
+    def trailing_metadata(self) -> tuple:
+        return self._trailers
+
+
+def server_span_cpu() -> dict[str, float]:
+    """A server span's start and end around nothing (no network, no handler), the caller's span sampled or not."""
+    from controlplane.interceptors.call import CallKind, IncomingCall, Outcome, method_of
+    from controlplane.interceptors.spans import ServerSpans
+
+    spans, method, ok = ServerSpans(tracer_provider()), method_of(METHOD), Outcome(grpc.StatusCode.OK)
+    results = {}
+    for label, flags in (("server span, ours (SDK)", "01"), ("server span, ours (SDK, caller not sampled)", "00")):
+        context = _ServerContext(f"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}")
+
+        def one(context: Any = context) -> None:
+            scope = spans.start(IncomingCall(method, CallKind.UNARY_UNARY, context))
+            assert scope is not None
+            scope.end(ok)
+
+        results[label] = _best_us(one, 20_000)
     return results
 
 
@@ -389,11 +463,16 @@ def _best_us(fn: Callable[[], None], number: int) -> float:
 # --- report -------------------------------------------------------------------------------------------
 
 
-def print_round_trips(title: str, summary: dict[str, tuple[float, float]]) -> None:
+def print_round_trips(title: str, summary: dict[str, tuple[float, float]], cpu: CpuPerCall) -> None:
     print(f"\n{title}")
-    print(f"  {'client interceptors':44s} {'µs/call':>9s} {'vs bare':>9s}")
+    print(f"  {'client interceptors':44s} {'µs/call':>9s} {'vs bare':>9s}   CPU µs/call: client  server  "
+          "(beyond the bare call)")
+    used = cpu.per_call()
+    bare_client, bare_server = used["bare channel"]
     for name, (micros, ratio) in summary.items():
-        print(f"  {name:44s} {micros:9.1f} {ratio:8.3f}x")
+        client, server = used[name]
+        print(f"  {name:44s} {micros:9.1f} {ratio:8.3f}x   {client:18.0f}  {server:6.0f}  "
+              f"({client - bare_client:+.0f} / {server - bare_server:+.0f})")
 
 
 def _verdict(ratio: float, aim: float) -> str:
@@ -409,15 +488,18 @@ def main() -> int:
         assert server.stdout is not None
         ports = dict(zip(SERVERS, map(int, server.stdout.readline().split()), strict=True))
         print(f"interceptors bench: loopback unary calls, {ROUNDS} rounds x {CALLS_PER_ROUND} calls per row")
-        sync = sync_round_trips(ports)
-        print_round_trips("Round trip, sync client (grpc.intercept_channel)", sync)
-        aio = asyncio.run(aio_round_trips(ports))
-        print_round_trips("Round trip, asyncio client (grpc.aio interceptors=...)", aio)
+        sync_cpu, aio_cpu = CpuPerCall(server.pid), CpuPerCall(server.pid)
+        sync = sync_round_trips(ports, sync_cpu)
+        print_round_trips("Round trip, sync client (grpc.intercept_channel)", sync, sync_cpu)
+        aio = asyncio.run(aio_round_trips(ports, aio_cpu))
+        print_round_trips("Round trip, asyncio client (grpc.aio interceptors=...)", aio, aio_cpu)
         peer_ratio, our_ratio = pybreaker_round_trip(ports["bare"])
         print("\nCircuit breaker in CLOSED state around a loopback call (ratio to bare, same rounds)")
         print(f"  {'ours (interceptor)':44s} {our_ratio:18.3f}x")
         print(f"  {'pybreaker.call(plain call)':44s} {peer_ratio:18.3f}x")
-        print("\nClient CPU per call without a network (µs; our code, then OpenTelemetry's)")
+        print("\nCPU per call without a network, in a tight loop (µs; our code, then OpenTelemetry's).")
+        print("The same work in a real call costs several times this (cold caches beside gRPC's own work):")
+        print("compare the CPU columns above.")
         for name, micros in cpu_per_call().items():
             print(f"  {name:44s} {micros:9.2f}")
         rejections = breaker_rejections(ports)

@@ -24,6 +24,7 @@ from controlplane.interceptors import (
     TraceContextFilter,
     channel_options,
     client_interceptors,
+    intercepted_channel,
     server_interceptors,
     setup_tracing,
     trace_id_of,
@@ -53,7 +54,7 @@ def main() -> None:
         breaker=BreakerPolicy(minimum_calls=3, window_size=10, wait_in_open=5.0),
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=channel_options(policy))
-    channel = grpc.intercept_channel(channel, *client_interceptors(policy))
+    channel = intercepted_channel(channel, *client_interceptors(policy))
 
     reply, call = channel.unary_unary("/example.Greeter/Hello").with_call(b"world")
     print(reply.decode())
@@ -64,7 +65,7 @@ def main() -> None:
         sock.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{sock.getsockname()[1]}"
     dead_stub = health_pb2_grpc.HealthStub(
-        grpc.intercept_channel(grpc.insecure_channel(dead), *client_interceptors(policy))
+        intercepted_channel(grpc.insecure_channel(dead), *client_interceptors(policy))
     )
     for attempt in range(1, 5):
         try:

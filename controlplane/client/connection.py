@@ -14,6 +14,7 @@ from controlplane import endpoints
 from controlplane.interceptors._aio_client import aio_client_chain
 from controlplane.interceptors._sync_client import ClientInterceptor
 from controlplane.interceptors.call import ClientConcern, OutgoingCall
+from controlplane.interceptors.channel import intercepted_channel
 from controlplane.security.tls import ClientTLS
 
 TOKEN_ENV = "CONTROLPLANE_TOKEN"
@@ -59,7 +60,7 @@ class Connection:
         channel = endpoints.channel(self.targets, idempotent=idempotent, options=options,
                                     credentials=self.credentials)
         interceptors = self._sync_interceptors()
-        return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
+        return intercepted_channel(channel, *interceptors) if interceptors else channel
 
     def aio_channel(self, *, idempotent: Iterable[str] = (), options: Sequence[tuple[str, Any]] = (),
                     interceptors: Sequence[Any] = ()) -> grpc.aio.Channel:

@@ -3,10 +3,10 @@
 Sync and asyncio, client and server, unary and streaming. Depends only on grpcio, protobuf and
 opentelemetry-api at import time (the OpenTelemetry SDK and gRPC instrumentation load when used)::
 
-    from controlplane.interceptors import client_interceptors, server_interceptors, setup_tracing
+    from controlplane.interceptors import client_interceptors, intercepted_channel, server_interceptors, setup_tracing
 
     setup_tracing("orders")
-    channel = grpc.intercept_channel(grpc.insecure_channel(target), *client_interceptors())
+    channel = intercepted_channel(grpc.insecure_channel(target), *client_interceptors())
     server = grpc.server(pool, interceptors=server_interceptors())
 
 See docs/interceptors.md.
@@ -45,6 +45,7 @@ from controlplane.interceptors.call import (
     Scope,
     ServerConcern,
 )
+from controlplane.interceptors.channel import intercepted_channel
 from controlplane.interceptors.deadlines import (
     DEADLINE_EXCEEDED_KEY,
     Budget,
@@ -124,6 +125,7 @@ __all__ = [
     "current_budget",
     "current_trace_id",
     "deadline_budget",
+    "intercepted_channel",
     "server_interceptors",
     "service_config",
     "setup_tracing",

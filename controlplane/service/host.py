@@ -36,6 +36,7 @@ from controlplane.interceptors import (
     aio_server_interceptors,
     channel_options,
     client_interceptors,
+    intercepted_channel,
     server_interceptors,
 )
 from controlplane.security.tls import ServerTLS
@@ -242,12 +243,12 @@ class ServiceHost(_HostBase):
             credentials = self.connection.credentials if self.connection else None
             channel = endpoints.dial(self._xds_target(service), credentials)
             self._closers.append(channel.close)
-            return grpc.intercept_channel(channel, *self._client_interceptors())
+            return intercepted_channel(channel, *self._client_interceptors())
         assert self.connection is not None
         discovered = DiscoveryChannel(service, self.connection, options=channel_options(self.live_policy))
         self._closers.append(discovered.close)
         self._closers.append(discovered.follow(self.live_policy))
-        return grpc.intercept_channel(discovered, *self._client_interceptors())
+        return intercepted_channel(discovered, *self._client_interceptors())
 
     def control_plane_channel(self, idempotent: Sequence[str] = ()) -> grpc.Channel:
         """A channel to the control plane's replicas through the client interceptors."""
@@ -256,7 +257,7 @@ class ServiceHost(_HostBase):
         assert self.connection is not None
         channel = self.connection.channel(idempotent=idempotent)
         self._closers.append(channel.close)
-        return grpc.intercept_channel(channel, *self._client_interceptors())
+        return intercepted_channel(channel, *self._client_interceptors())
 
     def _client_interceptors(self) -> list[grpc.UnaryUnaryClientInterceptor]:
         return client_interceptors(self.live_policy, tracing=self.settings.tracing, metrics=self.metrics)

@@ -18,6 +18,8 @@ from typing import Any
 
 import grpc
 
+from controlplane.interceptors import intercepted_channel
+
 SERVICE = "test.Echo"
 UNARY = f"/{SERVICE}/Unary"
 SERVER_STREAM = f"/{SERVICE}/ServerStream"
@@ -234,7 +236,9 @@ def dead_address() -> str:
 
 
 def sync_channel(address: str, interceptors: Sequence[Any] = (), options: Sequence[Any] = ()) -> grpc.Channel:
-    return grpc.intercept_channel(grpc.insecure_channel(address, options=list(options)), *interceptors)
+    """A channel through `interceptors` the way the library opens one (`intercepted_channel`: unary calls
+    skip grpcio's interceptor layer); `test_intercepted_channel.py` holds it to `grpc.intercept_channel`."""
+    return intercepted_channel(grpc.insecure_channel(address, options=list(options)), *interceptors)
 
 
 def trailing(error_or_call: Any) -> dict[str, str]:

@@ -12,7 +12,7 @@ from controlplane.interceptors._chain import RAISED, ClientChain, end_scopes, mi
 from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, OutgoingCall, Rejection, Scope
 from controlplane.interceptors.local_errors import LocalRpcError
 
-__all__ = ["CallDetails", "ClientInterceptor", "details_for", "replace_details"]
+__all__ = ["CallDetails", "ClientInterceptor", "details_for", "refused", "replace_details", "stamped"]
 
 _OK = grpc.StatusCode.OK
 
@@ -64,6 +64,18 @@ def _end_when_done(scopes: list[Scope]) -> Callable[[Any], None]:
     return done
 
 
+def refused(rejection: Rejection) -> LocalRpcError:
+    """The error a call refused locally (by a concern's `Rejection`) fails with, its cause attached."""
+    return LocalRpcError(rejection.code, rejection.details, rejection.metadata, cause=rejection.cause)
+
+
+def stamped(failed: Any, call: OutgoingCall) -> Any:
+    """A failed call or RpcError with the trailing metadata the call's concerns give failures (a trace id,
+    say) that it came back without; `failed` itself when it lacks none."""
+    extra = missing_pairs(failed.trailing_metadata(), call.error_metadata) if call.error_metadata else ()
+    return LocalRpcError.with_extra_trailing(failed, extra) if extra else failed
+
+
 class ClientInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
@@ -79,7 +91,7 @@ class ClientInterceptor(
         try:
             call, scopes = self._chain.start(details, kind, request)
         except Rejection as rejection:
-            return LocalRpcError(rejection.code, rejection.details, rejection.metadata, cause=rejection.cause)
+            return refused(rejection)
         try:
             outcome = continuation(details_for(details, call), request)
         except BaseException:
@@ -92,10 +104,13 @@ class ClientInterceptor(
         end_scopes(scopes, ended)
         # Stamp RPC failures only: an exception raised on the client side (a serializer's, say) stays as is.
         if ended.code is not _OK and call.error_metadata and isinstance(outcome.exception(), grpc.RpcError):
-            extra = missing_pairs(outcome.trailing_metadata(), call.error_metadata)
-            if extra:
-                return LocalRpcError.with_extra_trailing(outcome, extra)
+            return stamped(outcome, call)
         return outcome
+
+    @property
+    def chain(self) -> ClientChain:
+        """The concerns this interceptor runs (`intercepted_channel` runs them without grpcio's layer)."""
+        return self._chain
 
     def intercept_unary_unary(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
         return self._intercept(continuation, details, request, CallKind.UNARY_UNARY)

@@ -16,10 +16,9 @@ from typing import Any
 
 import grpc
 
-from controlplane.interceptors._chain import RAISED, end_scopes, missing_pairs
-from controlplane.interceptors._sync_client import CallDetails, ClientInterceptor, details_for
+from controlplane.interceptors._chain import RAISED, ClientChain, end_scopes
+from controlplane.interceptors._sync_client import CallDetails, ClientInterceptor, details_for, refused, stamped
 from controlplane.interceptors.call import CallKind, Outcome, Rejection
-from controlplane.interceptors.local_errors import LocalRpcError
 
 __all__ = ["intercepted_channel"]
 
@@ -40,7 +39,7 @@ def intercepted_channel(channel: grpc.Channel, *interceptors: Any) -> grpc.Chann
 class _DirectChannel(grpc.Channel):
     def __init__(self, channel: grpc.Channel, interceptor: ClientInterceptor) -> None:
         self._channel = channel
-        self._interceptor = interceptor
+        self._chain = interceptor.chain
         self._intercepted = grpc.intercept_channel(channel, interceptor)
 
     def unary_unary(self, method: str, request_serializer: Callable[..., Any] | None = None,
@@ -51,25 +50,25 @@ class _DirectChannel(grpc.Channel):
                                            _registered_method)  # type: ignore[call-arg]
         intercepted = self._intercepted.unary_unary(method, request_serializer, response_deserializer,
                                                     _registered_method)  # type: ignore[call-arg]
-        return _DirectUnaryUnary(method, direct, intercepted, self._interceptor)
+        return _DirectUnaryUnary(method, direct, intercepted, self._chain)
 
     def unary_stream(self, method: str, request_serializer: Callable[..., Any] | None = None,
                      response_deserializer: Callable[..., Any] | None = None,
                      _registered_method: bool | None = False) -> grpc.UnaryStreamMultiCallable:
         return self._intercepted.unary_stream(method, request_serializer, response_deserializer,
-                                      _registered_method)  # type: ignore[call-arg]
+                                              _registered_method)  # type: ignore[call-arg]
 
     def stream_unary(self, method: str, request_serializer: Callable[..., Any] | None = None,
                      response_deserializer: Callable[..., Any] | None = None,
                      _registered_method: bool | None = False) -> grpc.StreamUnaryMultiCallable:
         return self._intercepted.stream_unary(method, request_serializer, response_deserializer,
-                                      _registered_method)  # type: ignore[call-arg]
+                                              _registered_method)  # type: ignore[call-arg]
 
     def stream_stream(self, method: str, request_serializer: Callable[..., Any] | None = None,
                       response_deserializer: Callable[..., Any] | None = None,
                       _registered_method: bool | None = False) -> grpc.StreamStreamMultiCallable:
         return self._intercepted.stream_stream(method, request_serializer, response_deserializer,
-                                      _registered_method)  # type: ignore[call-arg]
+                                               _registered_method)  # type: ignore[call-arg]
 
     def subscribe(self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False) -> None:
         self._channel.subscribe(callback, try_to_connect=try_to_connect)
@@ -91,11 +90,11 @@ class _DirectUnaryUnary(grpc.UnaryUnaryMultiCallable):
     __slots__ = ("_chain", "_direct", "_intercepted", "_method")
 
     def __init__(self, method: str, direct: grpc.UnaryUnaryMultiCallable, intercepted: grpc.UnaryUnaryMultiCallable,
-                 interceptor: ClientInterceptor) -> None:
+                 chain: ClientChain) -> None:
         self._method = method
         self._direct = direct
         self._intercepted = intercepted
-        self._chain = interceptor._chain
+        self._chain = chain
 
     def __call__(self, request: Any, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
                  wait_for_ready: bool | None = None, compression: Any = None) -> Any:
@@ -116,7 +115,7 @@ class _DirectUnaryUnary(grpc.UnaryUnaryMultiCallable):
         try:
             call, scopes = self._chain.start(details, _UNARY, request)
         except Rejection as rejection:
-            raise LocalRpcError(rejection.code, rejection.details, rejection.metadata, cause=rejection.cause) from None
+            raise refused(rejection) from None
         sent = details_for(details, call)
         try:
             response, rendezvous = self._direct.with_call(
@@ -124,10 +123,10 @@ class _DirectUnaryUnary(grpc.UnaryUnaryMultiCallable):
                 wait_for_ready=sent.wait_for_ready, compression=sent.compression)
         except grpc.RpcError as error:
             end_scopes(scopes, Outcome(error.code(), error.details()))  # type: ignore[attr-defined]
-            extra = missing_pairs(error.trailing_metadata(), call.error_metadata) if call.error_metadata else ()  # type: ignore[attr-defined]
-            if extra:
-                raise LocalRpcError.with_extra_trailing(error, extra) from None
-            raise
+            with_trailers = stamped(error, call)
+            if with_trailers is error:
+                raise
+            raise with_trailers from None
         except Exception:
             end_scopes(scopes, _INTERCEPTED)
             raise

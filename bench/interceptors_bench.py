@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -27,13 +26,13 @@ import time
 import timeit
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pybreaker
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from proc_cpu import cpu_seconds
 
 from controlplane.interceptors import (
     BreakerPolicy,
@@ -158,12 +157,6 @@ def summarize(per_round: dict[str, list[float]]) -> dict[str, tuple[float, float
     }
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, every thread) process `pid` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class CpuPerCall:
     """CPU per call of each row, in the client (this process) and the server process, summed over every
     round (a clock tick is 10 ms: a round alone is too short to read)."""
@@ -174,12 +167,18 @@ class CpuPerCall:
 
     @contextlib.contextmanager
     def measure(self, name: str) -> Iterator[None]:
-        client, server = time.process_time(), process_cpu_seconds(self._server_pid)
+        client, server = time.process_time(), self._server_cpu()
         yield
         totals = self._totals.setdefault(name, [0.0, 0.0, 0])
         totals[0] += time.process_time() - client
-        totals[1] += process_cpu_seconds(self._server_pid) - server
+        totals[1] += self._server_cpu() - server
         totals[2] += CALLS_PER_ROUND
+
+    def _server_cpu(self) -> float:
+        used = cpu_seconds(self._server_pid)
+        if used is None:
+            raise RuntimeError(f"/proc cannot tell the CPU time of the server process {self._server_pid}")
+        return used
 
     def per_call(self) -> dict[str, tuple[float, float]]:
         """name -> (client µs, server µs) of CPU per call."""

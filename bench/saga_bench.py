@@ -35,6 +35,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 from google.protobuf import json_format
+from proc_cpu import cpu_seconds
 
 from controlplane import endpoints
 from controlplane.consul.client import connect
@@ -156,17 +157,6 @@ def definition() -> saga_pb2.SagaDefinition:
              "request_template": {"order_id": "$.order_id"}},
         ],
     }, saga_pb2.SagaDefinition())
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """CPU time (user + system, seconds) a process has used so far; None when /proc cannot tell."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def machine_busy_seconds() -> float | None:

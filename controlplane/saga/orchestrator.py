@@ -92,6 +92,10 @@ class Orchestrator:
         # The state of each saga driven here, as last recorded: reads need not ask Consul for it.
         self._live: dict[str, SagaState] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
+        # Sagas whose StartSaga is recording them here: their lock may be in Consul before their driver
+        # exists, and the takeover scan must not adopt them meanwhile (it would send a second attempt).
+        # (A count: the same saga id may be started by two concurrent requests.)
+        self._starting: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -152,12 +156,19 @@ class Orchestrator:
         for event in first.events:
             apply(after, event)
         events = [started, *first.events]
-        state, existing = await self._record_start(saga_id, events, after, first.effect)
-        if existing is None:
-            assert state is not None
-            self.observer.saga_started(definition.name)
-            self._spawn(saga_id, state, definition, first.effect)
-            return state, True
+        self._starting[saga_id] = self._starting.get(saga_id, 0) + 1
+        try:
+            state, existing = await self._record_start(saga_id, events, after, first.effect)
+            if existing is None:
+                assert state is not None
+                self.observer.saga_started(definition.name)
+                self._spawn(saga_id, state, definition, first.effect)
+                return state, True
+        finally:
+            if self._starting[saga_id] == 1:
+                del self._starting[saga_id]
+            else:
+                self._starting[saga_id] -= 1
         if existing.fingerprint != started.data["fingerprint"]:
             raise AlreadyExistsError(
                 f"saga {saga_id} already exists with a different definition or input; "
@@ -409,7 +420,7 @@ class Orchestrator:
             try:
                 free, mine = await self._leases.unowned()
                 for saga_id in mine:
-                    if saga_id not in self._drivers:
+                    if saga_id not in self._drivers and saga_id not in self._starting:
                         log.info("replica %s resumes saga %s, which it holds but did not drive", self.replica_id,
                                  saga_id)
                         self._spawn(saga_id, None, None, None)

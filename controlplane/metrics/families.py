@@ -27,6 +27,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 PAUSE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 MAX_OPERATIONS = 200  # distinct Consul operation labels; beyond this, "other" (labels must stay bounded)
+MAX_CACHED_DESCRIPTIONS = 10_000  # request descriptions remembered with their label (the rest are parsed again)
 
 
 class Metrics:
@@ -75,7 +76,8 @@ class Metrics:
         self.loop_lag = Histogram("controlplane_event_loop_lag_seconds",
                                   "How late the event loop ran a timer that was due (a stall's length).",
                                   buckets=PAUSE_BUCKETS, registry=r)
-        self._operations: dict[str, str] = {}
+        self._operations: dict[str, str] = {}  # a request's description -> its operation label
+        self._labels: set[str] = set()  # the operation labels given out so far
         self._lock = threading.Lock()
         self._http: Any = None
         self._gc_started = 0.0
@@ -138,14 +140,22 @@ class Metrics:
         """One Consul request (`consul_call`'s `what`, reduced to its operation: no keys, ids or names)."""
         operation = self._operations.get(what)
         if operation is None:
-            operation = _operation(what)
-            with self._lock:
-                if len(self._operations) < 10_000:
-                    known = set(self._operations.values())
-                    if operation not in known and len(known) >= MAX_OPERATIONS:
-                        operation = "other"
-                    self._operations[what] = operation
+            operation = self._operation_label(what)
         self.consul_seconds.labels(operation, outcome).observe(seconds)
+
+    def _operation_label(self, what: str) -> str:
+        """The label of a `what` not seen before: most name a saga or a service, so this runs often and
+        costs the same however many labels and descriptions there are."""
+        operation = _operation(what)
+        with self._lock:
+            if operation not in self._labels:
+                if len(self._labels) >= MAX_OPERATIONS:
+                    operation = "other"
+                else:
+                    self._labels.add(operation)
+            if len(self._operations) < MAX_CACHED_DESCRIPTIONS:
+                self._operations[what] = operation
+        return operation
 
     # --- exposition ---
 

@@ -20,6 +20,7 @@ from controlplane.interceptors import (
     server_interceptors,
 )
 from controlplane.metrics import Metrics
+from controlplane.metrics.families import MAX_CACHED_DESCRIPTIONS, MAX_OPERATIONS
 from controlplane.v1 import registry_pb2, registry_pb2_grpc, saga_pb2, saga_pb2_grpc
 from tests.helpers import ControlPlaneProcess, free_port, wait_until
 from tests.interceptors.servers import SERVICE, UNARY, Behavior, dead_address, sync_channel, sync_served
@@ -169,3 +170,18 @@ def test_sagas_and_their_steps_are_counted_and_timed(consul, tmp_path) -> None:
 def test_a_metrics_address_that_is_not_host_port_is_refused_clearly(listen: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
         Metrics().serve(listen)
+
+
+def test_consul_requests_are_labelled_by_operation_without_ids_and_the_labels_stay_bounded() -> None:
+    metrics = Metrics()
+    for n in range(MAX_CACHED_DESCRIPTIONS + 50):  # past the descriptions remembered: still labelled
+        metrics.observe_consul(f"head of saga-{n}", "ok", 0.001)
+    assert value(metrics, "controlplane_consul_request_seconds_count", operation="head", outcome="ok") == (
+        MAX_CACHED_DESCRIPTIONS + 50)
+    for n in range(MAX_OPERATIONS + 5):  # as many distinct operations as a bug could make
+        metrics.observe_consul(f"op{chr(97 + n % 26)}{chr(97 + n // 26)} of x", "ok", 0.001)
+    operations = {s.labels["operation"] for family in metrics.registry.collect()
+                  if family.name == "controlplane_consul_request_seconds" for s in family.samples}
+    assert len(operations) == MAX_OPERATIONS + 1  # the first MAX_OPERATIONS, and "other" for the rest
+    assert "other" in operations and "head" in operations
+    assert value(metrics, "controlplane_consul_request_seconds_count", operation="other", outcome="ok") == 6

@@ -17,7 +17,7 @@ import grpc.aio
 from controlplane.interceptors._chain import ServerChain, end_scopes, server_outcome
 from controlplane.interceptors.call import CallKind, IncomingCall, Method, ServerConcern
 
-__all__ = ["AioServerInterceptor", "ServerInterceptor", "wrap_handler"]
+__all__ = ["AioServerInterceptor", "HandlerCache", "ServerInterceptor", "wrap_handler"]
 
 _HANDLER_FACTORIES = {
     CallKind.UNARY_UNARY: ("unary_unary", grpc.unary_unary_rpc_method_handler),
@@ -46,30 +46,45 @@ def wrap_handler(handler: Any, wrap: Wrap) -> Any:
     )
 
 
+class HandlerCache:
+    """Wrapped handlers by original handler: a server looks up the same handler object for every call to a
+    method, so each is wrapped once and per-call work stays out of the wrapping."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[Any, Any]] = {}  # id(handler) -> (handler, wrapped); holding it pins the id
+
+    def get(self, handler: Any, wrap: Callable[[Any], Any]) -> Any:
+        cached = self._cache.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = wrap(handler)
+        if len(self._cache) < 10_000:
+            self._cache[id(handler)] = (handler, wrapped)
+        return wrapped
+
+
 class _WrappedHandlers:
-    """Wrapped handlers by original handler, so each method's handler is wrapped once."""
+    """Each method's handler wrapped once with the concerns its method selects."""
 
     def __init__(self, chain: ServerChain,
                  wrap: Callable[[Method, tuple[ServerConcern, ...], Callable[..., Any], CallKind], Callable[..., Any]]
                  ) -> None:
         self._chain = chain
         self._wrap = wrap
-        self._cache: dict[int, tuple[Any, Any]] = {}  # id(handler) -> (handler, wrapped); holding it pins the id
+        self._cache = HandlerCache()
 
     def get(self, raw_method: str, handler: Any) -> Any:
         if handler is None:
             return None
-        cached = self._cache.get(id(handler))
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+        return self._cache.get(handler, lambda found: self._wrapped(raw_method, found))
+
+    def _wrapped(self, raw_method: str, handler: Any) -> Any:
         method, concerns = self._chain.select(raw_method)
         if not concerns:
-            wrapped = handler
-        else:
-            wrapped = wrap_handler(handler, lambda behavior, kind: self._wrap(method, concerns, behavior, kind))
-        if len(self._cache) < 10_000:
-            self._cache[id(handler)] = (handler, wrapped)
-        return wrapped
+            return handler
+        return wrap_handler(handler, lambda behavior, kind: self._wrap(method, concerns, behavior, kind))
 
 
 class _Around:

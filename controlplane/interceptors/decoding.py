@@ -3,7 +3,8 @@
 grpcio answers a request its deserializer refuses with UNKNOWN (asyncio) or INTERNAL and a traceback
 (sync). These interceptors give every handler a deserializer that turns a refusal into a marker, and
 end such a call with INVALID_ARGUMENT and `google.rpc.BadRequest` details before any handler (or any
-inner interceptor) runs. One log line is written per refused request.
+inner interceptor) runs. One log line is written per refused request. Each method's handler is wrapped
+once, as the concerns' are (see `_server.HandlerCache`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
+
+from controlplane.interceptors._server import HandlerCache
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +119,25 @@ def _wrap_aio(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHand
 class RefuseUndecodable(grpc.ServerInterceptor):
     """Sync server interceptor: undecodable requests answer INVALID_ARGUMENT. Put it first."""
 
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        return None if handler is None else _wrap_sync(handler, handler_call_details.method)
+        if handler is None:
+            return None
+        return self._handlers.get(handler, lambda found: _wrap_sync(found, handler_call_details.method))
 
 
 class AioRefuseUndecodable(grpc.aio.ServerInterceptor):
     """grpc.aio server interceptor: undecodable requests answer INVALID_ARGUMENT. Put it first."""
+
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
 
     async def intercept_service(
         self,
@@ -134,4 +145,6 @@ class AioRefuseUndecodable(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        return None if handler is None else _wrap_aio(handler, handler_call_details.method)
+        if handler is None:
+            return None
+        return self._handlers.get(handler, lambda found: _wrap_aio(found, handler_call_details.method))

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import grpc_floor
 from google.protobuf import json_format
 from proc_cpu import cpu_seconds
 
@@ -105,7 +106,7 @@ def run_participants(control_plane: str) -> None:
                      for name in SERVICES.values()]
     for registration in registrations:
         registration.register()
-    print("participants ready", flush=True)
+    print(f"participants ready 127.0.0.1:{port}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
@@ -405,9 +406,32 @@ TWO_REPLICA_P99 = 0.150  # ...with a p99 under this
 TARGET_CPU_MS = 2.0  # control-plane CPU per 3-step saga
 TARGET_RATE = 150.0  # sagas per second...
 TARGET_P99 = 0.100  # ...with a p99 saga latency under this many seconds (the issue's aim on a 2-CPU machine)
+FLOOR_SECONDS = 5.0  # seconds the gRPC floor runs at each rate
 
 
-def report(steps: list[Step], raw_serial: float, raw_parallel: float, header: str) -> None:
+def measure_floor(participants: str, rates: list[float], seconds: float, workdir: Path, env: dict[str, str]
+                  ) -> dict[float, float | None]:
+    """The gRPC floor's CPU per request at each rate (see grpc_floor.py), after the sagas, on the same machine."""
+    address = f"127.0.0.1:{free_port()}"
+    with open(workdir / "floor.log", "wb") as log:
+        floor = subprocess.Popen([sys.executable, str(ROOT / "bench" / "grpc_floor.py"), "--listen", address,
+                                  "--participants", participants], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                 stderr=log)
+    try:
+        assert floor.stdout is not None
+        if grpc_floor.READY not in floor.stdout.readline().decode():
+            raise RuntimeError("the gRPC floor process failed to start")
+        return {rate: asyncio.run(grpc_floor.cpu_per_request(address, floor.pid, rate, seconds)) for rate in rates}
+    finally:
+        floor.send_signal(signal.SIGTERM)
+        try:
+            floor.wait(10)
+        except subprocess.TimeoutExpired:
+            floor.kill()
+
+
+def report(steps: list[Step], raw_serial: float, raw_parallel: float, header: str,
+           floor: dict[float, float | None]) -> None:
     print()
     print(header)
     print()
@@ -456,6 +480,10 @@ def report(steps: list[Step], raw_serial: float, raw_parallel: float, header: st
         print(f"Aim, one replica (>= {TARGET_RATE:g} sagas/s with p99 < {TARGET_P99 * 1000:g} ms): {verdict}.")
     cpu = [f"{s.offered:g}/s {s.cpu_per_saga}" for s in steps]
     print(f"Aim: control-plane CPU per saga <= {TARGET_CPU_MS:g} ms; measured {', '.join(cpu)}.")
+    floors = [f"{rate:g}/s " + (f"{1000 * used:.2f} ms" if used is not None else "-") for rate, used in floor.items()]
+    print(f"The gRPC floor under it (grpc_floor.py: a grpc.aio process that serves StartSaga and makes the three "
+          f"participant calls,\nnothing else; same machine, same run, {FLOOR_SECONDS:g} s per rate): "
+          f"{', '.join(floors)} of CPU per saga.")
 
 
 def wait_serving(address: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -522,21 +550,24 @@ def main() -> int:
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         processes.append(participants)
         assert participants.stdout is not None
-        if b"participants ready" not in participants.stdout.readline():
+        ready = participants.stdout.readline().decode()
+        if "participants ready" not in ready:
             raise RuntimeError("participants failed to start")
+        participants_address = ready.split()[-1]
         time.sleep(2.5)  # Consul's first gRPC health checks of the participants (1 s interval)
 
         pids = {"control plane": processes[0].pid, "Consul": agent.pid, "participants": participants.pid,
                 "bench client": os.getpid()}
         for n, process in enumerate(processes[1:len(addresses)], 2):
             pids[f"control plane {n}"] = process.pid
-        steps = asyncio.run(run_steps(address, [float(r) for r in args.rates.split(",")], args.seconds, pids,
-                                      metrics_port))
+        rates = [float(r) for r in args.rates.split(",")]
+        steps = asyncio.run(run_steps(address, rates, args.seconds, pids, metrics_port))
+        floor = measure_floor(participants_address, rates, min(args.seconds, FLOOR_SECONDS), workdir, env)
         report(steps, raw_serial, raw_parallel,
                f"saga bench: {platform.node()} ({os.cpu_count()} CPUs), Consul {agent.version().split()[-1]} "
                f"(persistent, single node), group commit: {args.window * 1000:g} ms window, "
                f"{args.max_inflight} in flight; {args.seconds:g} s per rate, "
-               f"span export {'jsonl' if args.tracing else 'off'}")
+               f"span export {'jsonl' if args.tracing else 'off'}", floor)
         ok = all(step.other == 0 and step.completed == step.started and step.shared == 0 for step in steps)
         if args.demo:  # the whole demo (four services, the saga, tracing on) on the same machine, after the above
             print("\nThe demo's own figures, same machine, same run (bench/demo_bench.py):", flush=True)

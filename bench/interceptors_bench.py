@@ -32,6 +32,8 @@ import grpc
 import pybreaker
 from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from proc_cpu import cpu_seconds
 
 from controlplane.interceptors import (
@@ -58,6 +60,7 @@ TARGET_TRACED_RATIO = 1.2  # whole stack, every call traced
 TARGET_SAMPLED_RATIO = 1.1  # whole stack, 10% of traces sampled
 TARGET_REJECT_US = 20.0
 STACK_VIA_GRPC = "whole stack, via grpc.intercept_channel"
+SDK_ONLY = "SDK spans by hand, no interceptors"
 
 
 class DropSpans(SpanExporter):
@@ -90,21 +93,72 @@ def instrumented_client(policy: ClientPolicy, provider: TracerProvider, aio: boo
     return [tracing_module.otel_client_interceptor(provider), *client_interceptors(policy, tracing=False)]
 
 
-SERVERS = ("bare", "capture", "traced", "instrumented")
+SERVERS = ("bare", "capture", "traced", "instrumented", "sdk")
+SPAN_NAME = METHOD.lstrip("/")
+SPAN_ATTRIBUTES = {"rpc.system": "grpc", "rpc.service": "bench.Echo", "rpc.method": "Unary"}
+
+
+def echo_handler(behaviour: Callable[[Any, Any], Any]) -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler("bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(behaviour)})
+
+
+def sdk_spans_server(provider: TracerProvider) -> Callable[[Any, Any], Any]:
+    """The least a traced server does with the SDK, by hand: extract the caller's context, one server span."""
+    tracer, propagator = provider.get_tracer("bench"), TraceContextTextMapPropagator()
+
+    def unary(request: Any, context: Any) -> Any:
+        parent = propagator.extract(dict(context.invocation_metadata()))
+        with tracer.start_as_current_span(SPAN_NAME, context=parent, kind=SpanKind.SERVER,
+                                          attributes=SPAN_ATTRIBUTES) as span:
+            span.set_attribute("rpc.grpc.status_code", 0)
+            return request
+
+    return unary
+
+
+def sdk_spans_client(call: Callable[..., Any], provider: TracerProvider) -> Callable[[Any], Any]:
+    """The least a traced client does with the SDK, by hand: one client span, its context injected."""
+    tracer, propagator = provider.get_tracer("bench"), TraceContextTextMapPropagator()
+
+    def spanned(request: Any) -> Any:
+        with tracer.start_as_current_span(SPAN_NAME, kind=SpanKind.CLIENT, attributes=SPAN_ATTRIBUTES) as span:
+            carrier: dict[str, str] = {}
+            propagator.inject(carrier)
+            response = call(request, metadata=tuple(carrier.items()))
+            span.set_attribute("rpc.grpc.status_code", 0)
+            return response
+
+    return spanned
+
+
+def sdk_spans_aio_client(call: Callable[..., Any], provider: TracerProvider) -> Callable[[Any], Any]:
+    """`sdk_spans_client` for grpc.aio."""
+    tracer, propagator = provider.get_tracer("bench"), TraceContextTextMapPropagator()
+
+    async def spanned(request: Any) -> Any:
+        with tracer.start_as_current_span(SPAN_NAME, kind=SpanKind.CLIENT, attributes=SPAN_ATTRIBUTES) as span:
+            carrier: dict[str, str] = {}
+            propagator.inject(carrier)
+            response = await call(request, metadata=tuple(carrier.items()))
+            span.set_attribute("rpc.grpc.status_code", 0)
+            return response
+
+    return spanned
 
 
 def serve() -> None:
-    """Child process: a bare server, one with deadline capture, one with the whole server stack, and one
-    with the whole stack making its spans with the instrumentation's interceptor."""
+    """Child process: a bare server, one with deadline capture, one with the whole server stack, one with
+    the whole stack making its spans with the instrumentation's interceptor, and one making SDK spans by
+    hand without interceptors."""
     provider = tracer_provider()
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}
-    )
+    handler = echo_handler(lambda request, context: request)
     servers, ports = [], []
-    for interceptors in ([], server_interceptors(tracing=False), server_interceptors(tracer_provider=provider),
-                         instrumented_server_interceptors(provider)):
+    for interceptors, served in (([], handler), (server_interceptors(tracing=False), handler),
+                                 (server_interceptors(tracer_provider=provider), handler),
+                                 (instrumented_server_interceptors(provider), handler),
+                                 ([], echo_handler(sdk_spans_server(provider)))):
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=interceptors)
-        server.add_generic_rpc_handlers((handler,))
+        server.add_generic_rpc_handlers((served,))
         ports.append(server.add_insecure_port("127.0.0.1:0"))
         server.start()
         servers.append(server)
@@ -134,6 +188,7 @@ def client_rows(aio: bool) -> list[Row]:
             ("whole stack", "traced", aio_client_interceptors(full, tracer_provider=traced)),
             ("whole stack, 10% of traces sampled", "traced", aio_client_interceptors(full, tracer_provider=sampled)),
             ("whole stack, instrumentation's spans", "instrumented", instrumented_client(full, traced, aio=True)),
+            (SDK_ONLY, "sdk", []),
         ]
     return [
         ("bare channel", "bare", []),
@@ -145,6 +200,7 @@ def client_rows(aio: bool) -> list[Row]:
         ("whole stack", "traced", client_interceptors(full, tracer_provider=traced)),
         ("whole stack, 10% of traces sampled", "traced", client_interceptors(full, tracer_provider=sampled)),
         ("whole stack, instrumentation's spans", "instrumented", instrumented_client(full, traced, aio=False)),
+        (SDK_ONLY, "sdk", []),
     ]
 
 
@@ -198,6 +254,8 @@ def sync_round_trips(ports: dict[str, int], cpu: CpuPerCall) -> dict[str, tuple[
     calls: dict[str, Callable[..., Any]] = {}
     for name, server, interceptors in client_rows(aio=False):
         calls[name] = intercepted_channel(channels[server], *interceptors).unary_unary(METHOD)
+        if name == SDK_ONLY:
+            calls[name] = sdk_spans_client(calls[name], tracer_provider())
         if name == "whole stack":  # the same interceptor through grpcio's own interceptor layer
             calls[STACK_VIA_GRPC] = grpc.intercept_channel(channels[server], *interceptors).unary_unary(METHOD)
     for call in calls.values():
@@ -223,6 +281,8 @@ async def aio_round_trips(ports: dict[str, int], cpu: CpuPerCall) -> dict[str, t
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports[server]}", interceptors=interceptors or None)
         channels.append(channel)
         calls[name] = channel.unary_unary(METHOD)
+        if name == SDK_ONLY:
+            calls[name] = sdk_spans_aio_client(calls[name], tracer_provider())
     for call in calls.values():
         for _ in range(WARMUP):
             await call(b"x")
@@ -521,9 +581,11 @@ def main() -> int:
         sampled = summary["whole stack, 10% of traces sampled"][1]
         before = summary["whole stack, instrumentation's spans"][1]
         resilience = summary["deadlines+bulkhead+breaker (both sides)"][1]
+        floor = summary[SDK_ONLY][1]
         print(
             f"  {label:8s} whole stack traced {traced:.3f}x "
-            f"(aim <= {TARGET_TRACED_RATIO}x: {_verdict(traced, TARGET_TRACED_RATIO)}); "
+            f"(aim <= {TARGET_TRACED_RATIO}x: {_verdict(traced, TARGET_TRACED_RATIO)}; "
+            f"the SDK's spans alone, by hand: {floor:.3f}x); "
             f"10% sampled {sampled:.3f}x (aim <= {TARGET_SAMPLED_RATIO}x: {_verdict(sampled, TARGET_SAMPLED_RATIO)}); "
             f"without tracing {resilience:.3f}x; with the instrumentation's spans {before:.3f}x"
         )

@@ -43,6 +43,7 @@ from controlplane.interceptors import (
     ClientPolicy,
     aio_client_interceptors,
     client_interceptors,
+    intercepted_aio_channel,
     intercepted_channel,
     server_interceptors,
 )
@@ -60,6 +61,7 @@ TARGET_TRACED_RATIO = 1.2  # whole stack, every call traced
 TARGET_SAMPLED_RATIO = 1.1  # whole stack, 10% of traces sampled
 TARGET_REJECT_US = 20.0
 STACK_VIA_GRPC = "whole stack, via grpc.intercept_channel"
+AIO_STACK_VIA_GRPC = "whole stack, via grpc.aio interceptors=..."
 SDK_ONLY = "SDK spans by hand, no interceptors"
 
 
@@ -278,11 +280,15 @@ def sync_round_trips(ports: dict[str, int], cpu: CpuPerCall) -> dict[str, tuple[
 async def aio_round_trips(ports: dict[str, int], cpu: CpuPerCall) -> dict[str, tuple[float, float]]:
     channels, calls = [], {}
     for name, server, interceptors in client_rows(aio=True):
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports[server]}", interceptors=interceptors or None)
+        channel = intercepted_aio_channel(f"127.0.0.1:{ports[server]}", interceptors)
         channels.append(channel)
         calls[name] = channel.unary_unary(METHOD)
         if name == SDK_ONLY:
             calls[name] = sdk_spans_aio_client(calls[name], tracer_provider())
+        if name == "whole stack":  # the same interceptors through grpc.aio's own interceptor layer
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports[server]}", interceptors=interceptors)
+            channels.append(channel)
+            calls[AIO_STACK_VIA_GRPC] = channel.unary_unary(METHOD)
     for call in calls.values():
         for _ in range(WARMUP):
             await call(b"x")
@@ -555,7 +561,7 @@ def main() -> int:
         sync = sync_round_trips(ports, sync_cpu)
         print_round_trips("Round trip, sync client (intercepted_channel)", sync, sync_cpu)
         aio = asyncio.run(aio_round_trips(ports, aio_cpu))
-        print_round_trips("Round trip, asyncio client (grpc.aio interceptors=...)", aio, aio_cpu)
+        print_round_trips("Round trip, asyncio client (intercepted_aio_channel)", aio, aio_cpu)
         peer_ratio, our_ratio = pybreaker_round_trip(ports["bare"])
         print("\nCircuit breaker in CLOSED state around a loopback call (ratio to bare, same rounds)")
         print(f"  {'ours (interceptor)':44s} {our_ratio:18.3f}x")

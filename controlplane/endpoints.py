@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from controlplane.interceptors.aio_channel import intercepted_aio_channel
 from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
 
 __all__ = [
@@ -129,10 +130,9 @@ def dial(target: str, credentials: grpc.ChannelCredentials | None = None, *,
 
 def aio_dial(target: str, credentials: grpc.ChannelCredentials | None = None, *,
              options: Sequence[tuple[str, Any]] = (), interceptors: Sequence[Any] | None = None) -> grpc.aio.Channel:
-    """A grpc.aio channel to any gRPC target: over TLS with `credentials`, plaintext without."""
-    if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
-    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    """A grpc.aio channel to any gRPC target: over TLS with `credentials`, plaintext without; our client stack
+    among `interceptors` runs unary calls without grpc.aio's interceptor layer (`intercepted_aio_channel`)."""
+    return intercepted_aio_channel(target, interceptors or (), credentials=credentials, options=options)
 
 
 def _split(address: str) -> tuple[str, str]:

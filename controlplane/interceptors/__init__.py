@@ -8,10 +8,12 @@ opentelemetry-api at import time (the OpenTelemetry SDK and gRPC instrumentation
     setup_tracing("orders")
     channel = intercepted_channel(grpc.insecure_channel(target), *client_interceptors())
     server = grpc.server(pool, interceptors=server_interceptors())
+    aio = intercepted_aio_channel(target, aio_client_interceptors())  # grpc.aio
 
 See docs/interceptors.md.
 """
 
+from controlplane.interceptors.aio_channel import intercepted_aio_channel
 from controlplane.interceptors.breaker import (
     BREAKER_RETRY_AFTER_KEY,
     BREAKER_STATE_KEY,
@@ -125,6 +127,7 @@ __all__ = [
     "current_budget",
     "current_trace_id",
     "deadline_budget",
+    "intercepted_aio_channel",
     "intercepted_channel",
     "server_interceptors",
     "service_config",

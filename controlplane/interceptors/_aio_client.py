@@ -30,6 +30,11 @@ class _AioChainInterceptor:
         self._chain = chain
         self._pending: set[asyncio.Task[Any]] = set()
 
+    @property
+    def chain(self) -> ClientChain:
+        """The concerns this interceptor runs (`intercepted_aio_channel` runs them without grpc.aio's layer)."""
+        return self._chain
+
     async def _unary_response(self, continuation: Any, details: Any, request: Any) -> Any:
         try:
             call, scopes = await self._chain.start_async(details, self.kind, request)

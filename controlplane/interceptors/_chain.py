@@ -65,6 +65,10 @@ class ClientChain:
                 self._by_method[raw] = entry
         return entry
 
+    def waits(self, raw_method: str | bytes) -> bool:
+        """Whether a concern of this method may wait before the call goes out (asyncio: `start_async`)."""
+        return self._select(raw_method)[2]
+
     def start(self, details: Any, kind: CallKind, request: Any = None) -> tuple[OutgoingCall, list[Scope]]:
         """Start every concern; on a `Rejection`, the scopes already open end with its status and it propagates."""
         method, concerns, _, wants_response = self._select(details.method)

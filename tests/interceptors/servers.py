@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.interceptors import intercepted_channel
+from controlplane.interceptors import intercepted_aio_channel, intercepted_channel
 
 SERVICE = "test.Echo"
 UNARY = f"/{SERVICE}/Unary"
@@ -203,10 +203,11 @@ def sync_served(
 async def aio_served(
     behavior: Behavior, client: Sequence[Any] = (), server: Sequence[Any] = ()
 ) -> AsyncIterator[grpc.aio.Channel]:
-    """A running grpc.aio server and a grpc.aio channel to it through the `client` interceptors."""
+    """A running grpc.aio server and a grpc.aio channel to it through the `client` interceptors (our stack's
+    unary calls skip grpc.aio's interceptor layer, as in production: see test_intercepted_aio_channel)."""
     async with (
         aio_server(behavior, server) as address,
-        grpc.aio.insecure_channel(address, interceptors=list(client)) as channel,
+        intercepted_aio_channel(address, list(client)) as channel,
     ):
         yield channel
 

@@ -15,12 +15,24 @@ import grpc.aio
 
 from controlplane.interceptors._chain import CALLER_CANCELLED, RAISED, ClientChain, end_scopes, missing_pairs
 from controlplane.interceptors._sync_client import details_for
-from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, Rejection, Scope
+from controlplane.interceptors.call import CallKind, ClientConcern, Outcome, OutgoingCall, Rejection, Scope
 from controlplane.interceptors.local_errors import aio_error, failed_aio_call
 
 __all__ = ["aio_client_chain"]
 
 _OK = grpc.StatusCode.OK
+
+
+def aio_refused(kind: CallKind, rejection: Rejection) -> Any:
+    """The finished, failed call a call refused locally (by a concern's `Rejection`) is, its cause attached."""
+    return failed_aio_call(kind, aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause))
+
+
+def failure_trailers(trailing: Any, call: OutgoingCall) -> grpc.aio.Metadata | None:
+    """A failed call's trailing metadata with what the call's concerns give failures (a trace id, say) that
+    it came back without; None when it lacks none."""
+    extra = missing_pairs(trailing, call.error_metadata) if call.error_metadata else ()
+    return grpc.aio.Metadata(*tuple(trailing or ()), *extra) if extra else None
 
 
 class _AioChainInterceptor:
@@ -39,8 +51,7 @@ class _AioChainInterceptor:
         try:
             call, scopes = await self._chain.start_async(details, self.kind, request)
         except Rejection as rejection:
-            error = aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause)
-            return failed_aio_call(self.kind, error)
+            return aio_refused(self.kind, rejection)
         try:
             rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
             code = await rpc.code()
@@ -56,16 +67,10 @@ class _AioChainInterceptor:
             raise
         end_scopes(scopes, outcome)
         if code is not _OK and call.error_metadata:
-            trailing = await rpc.trailing_metadata()
-            extra = missing_pairs(trailing, call.error_metadata)
-            if extra:
-                error = grpc.aio.AioRpcError(
-                    code,
-                    await rpc.initial_metadata(),
-                    grpc.aio.Metadata(*tuple(trailing or ()), *extra),
-                    outcome.details,
-                    await rpc.debug_error_string(),
-                )
+            trailing = failure_trailers(await rpc.trailing_metadata(), call)
+            if trailing is not None:
+                error = grpc.aio.AioRpcError(code, await rpc.initial_metadata(), trailing, outcome.details,
+                                             await rpc.debug_error_string())
                 return failed_aio_call(self.kind, error)
         return rpc
 
@@ -73,8 +78,7 @@ class _AioChainInterceptor:
         try:
             call, scopes = await self._chain.start_async(details, self.kind, request)
         except Rejection as rejection:
-            error = aio_error(rejection.code, rejection.details, rejection.metadata, rejection.cause)
-            return failed_aio_call(self.kind, error)
+            return aio_refused(self.kind, rejection)
         try:
             rpc = await continuation(details_for(details, call, grpc.aio.Metadata), request)
         except BaseException:

@@ -21,11 +21,10 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from controlplane.interceptors._aio_client import AioUnaryUnaryInterceptor
-from controlplane.interceptors._chain import CALLER_CANCELLED, RAISED, ClientChain, end_scopes, missing_pairs
+from controlplane.interceptors._aio_client import AioUnaryUnaryInterceptor, aio_refused, failure_trailers
+from controlplane.interceptors._chain import CALLER_CANCELLED, RAISED, ClientChain, end_scopes
 from controlplane.interceptors._sync_client import details_for
 from controlplane.interceptors.call import CallKind, Outcome, OutgoingCall, Rejection, Scope
-from controlplane.interceptors.local_errors import aio_error, failed_aio_call
 
 __all__ = ["intercepted_aio_channel"]
 
@@ -128,8 +127,7 @@ class _DirectUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):
         try:
             call, scopes = self._chain.start(details, _UNARY, request)
         except Rejection as rejection:
-            return failed_aio_call(_UNARY, aio_error(rejection.code, rejection.details, rejection.metadata,
-                                                     rejection.cause))
+            return aio_refused(_UNARY, rejection)
         sent = details_for(details, call, grpc.aio.Metadata)
         try:
             rpc = self._direct(request, timeout=sent.timeout, metadata=sent.metadata, credentials=sent.credentials,
@@ -171,12 +169,11 @@ class _DirectUnaryCall(grpc.aio.UnaryUnaryCall):
             await self
 
     def _stamped(self, error: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
-        extra = missing_pairs(error.trailing_metadata(), self._call.error_metadata) if self._call.error_metadata else ()
-        if not extra:
+        trailing = failure_trailers(error.trailing_metadata(), self._call)
+        if trailing is None:
             return error
-        return grpc.aio.AioRpcError(error.code(), error.initial_metadata(),
-                                    grpc.aio.Metadata(*tuple(error.trailing_metadata() or ()), *extra),
-                                    error.details(), error.debug_error_string())
+        return grpc.aio.AioRpcError(error.code(), error.initial_metadata(), trailing, error.details(),
+                                    error.debug_error_string())
 
     def __await__(self) -> Generator[Any, None, Any]:
         self._awaiting += 1
@@ -201,10 +198,8 @@ class _DirectUnaryCall(grpc.aio.UnaryUnaryCall):
 
     async def trailing_metadata(self) -> Any:
         trailing = await self._rpc.trailing_metadata()
-        if self._call.error_metadata and await self._rpc.code() is not _OK:
-            extra = missing_pairs(trailing, self._call.error_metadata)
-            if extra:
-                return grpc.aio.Metadata(*tuple(trailing or ()), *extra)
+        if await self._rpc.code() is not _OK:
+            return failure_trailers(trailing, self._call) or trailing
         return trailing
 
     async def initial_metadata(self) -> Any:

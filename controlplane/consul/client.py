@@ -32,7 +32,7 @@ _observer: ConsulObserver | None = None
 
 
 def observe_requests(observer: ConsulObserver | None) -> None:
-    """Report every `consul_call` of this process to `observer` (metrics); None stops."""
+    """Report every Consul request of this process to `observer` (metrics); None stops."""
     global _observer
     _observer = observer
 
@@ -85,8 +85,13 @@ async def consul_call(operation: Awaitable[T], *, what: str, write: bool = False
         outcome = "cancelled"
         raise
     finally:
-        if _observer is not None:
-            _observer(what, outcome, time.perf_counter() - started)
+        report_request(what, outcome, time.perf_counter() - started)
+
+
+def report_request(what: str, outcome: str, seconds: float) -> None:
+    """Tell the observer of a Consul request made without `consul_call` (the event store's lean /v1/txn client)."""
+    if _observer is not None:
+        _observer(what, outcome, seconds)
 
 
 _STATUS = re.compile(r"\A(\d{3}) ")

@@ -10,6 +10,7 @@ from typing import TypeVar
 import pytest
 
 from controlplane.consul.access import split_address
+from controlplane.consul.client import observe_requests
 from controlplane.consul.local_agent import LocalConsul, free_port
 from controlplane.errors import ConsulUnavailable
 from controlplane.saga.eventstore.txn import TxnRejected, cas_op, get_op, set_op
@@ -55,6 +56,35 @@ def test_a_refused_transaction_names_the_operation_that_failed(consul: LocalCons
             await client.close()
 
     assert run(scenario) == (False, [1])
+
+
+def test_every_transaction_is_reported_to_the_consul_request_observer(consul: LocalConsul) -> None:
+    """The group commit's transactions go through this client, not `consul_call`: without this report the
+    control plane's busiest Consul writes would be missing from its request metrics."""
+    host, port = split_address(consul.http_addr)
+    key = f"test-txn/{uuid.uuid4().hex}"
+    seen: list[tuple[str, str]] = []
+
+    async def scenario() -> None:
+        client = TxnClient(host, port)
+        try:
+            await client.run([set_op(key, 1)])
+            await client.run([cas_op(key, 2, 0)])  # key exists: the compare-and-set fails
+            await client.run([get_op(key)])
+        finally:
+            await client.close()
+
+    def observe(what: str, outcome: str, seconds: float) -> None:
+        assert seconds >= 0
+        seen.append((what, outcome))
+
+    observe_requests(observe)
+    try:
+        run(scenario)
+    finally:
+        observe_requests(None)
+
+    assert seen == [("write transaction", "ok"), ("write transaction", "conflict"), ("read transaction", "ok")]
 
 
 async def serve(answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -104,11 +104,19 @@ async def run_txn(client: consul.aio.Consul, ops: Sequence[Op]) -> TxnResult:
     def answer(response: Any) -> tuple[int, str]:
         return response.code, response.body
 
-    writes = any(op.get("KV", {}).get("Verb") not in _READ_VERBS for op in ops)
-    code, body = await consul_call(
-        client.http.put(answer, "/v1/txn", data=json.dumps(list(ops))), what="transaction", write=writes
-    )
+    writes = writes_anything(ops)
+    code, body = await consul_call(client.http.put(answer, "/v1/txn", data=json.dumps(list(ops))),
+                                   what=txn_label(writes), write=writes)
     return txn_result(code, body)
+
+
+def writes_anything(ops: Sequence[Op]) -> bool:
+    return any(op.get("KV", {}).get("Verb") not in _READ_VERBS for op in ops)
+
+
+def txn_label(writes: bool) -> str:
+    """How a transaction is named in errors and in the Consul request metrics."""
+    return "write transaction" if writes else "read transaction"
 
 
 def txn_result(code: int, body: str | bytes) -> TxnResult:

@@ -4,8 +4,8 @@ The general Consul client (py-consul on aiohttp) spends several hundred microsec
 on machinery a transaction does not need (sessions, cookies, timeouts objects, signals); at hundreds
 of transactions per second that is a good part of the orchestrator's CPU. This client keeps a few
 HTTP/1.1 keep-alive connections to the agent and speaks just enough HTTP for one PUT: a fixed request
-head, and a response with Content-Length or chunked encoding. Plain HTTP without an ACL token, like the
-control plane's other Consul clients. Failures are translated as `run_txn` translates them.
+head, and a response with Content-Length or chunked encoding; the ACL token and TLS of the control plane's
+other Consul clients. Failures are translated, and requests reported to the metrics, as `run_txn` does.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Sequence
 
-from controlplane.errors import ConsulUnavailable
-from controlplane.saga.eventstore.txn import Op, TxnResult, txn_result
+from controlplane.consul.client import report_request
+from controlplane.errors import ConsulAccessDenied, ConsulUnavailable
+from controlplane.saga.eventstore.txn import Op, TxnRejected, TxnResult, txn_label, txn_result, writes_anything
 
 MAX_IDLE = 8  # keep-alive connections kept for reuse
 
@@ -176,7 +178,25 @@ class TxnClient:
 
     async def run(self, ops: Sequence[Op]) -> TxnResult:
         """Run one transaction, like `txn.run_txn`: ConsulUnavailable when Consul cannot answer (the
-        transaction may or may not have been applied), TxnRejected when it refuses the request itself."""
+        transaction may or may not have been applied), TxnRejected when it refuses the request itself.
+        Reported to the Consul request observer (metrics) as `run_txn`'s are."""
+        started = time.perf_counter()
+        what = txn_label(writes_anything(ops))
+        outcome = "unavailable"
+        try:
+            result = await self._run(ops, what)
+            outcome = "ok" if result.ok else "conflict"
+            return result
+        except (TxnRejected, ConsulAccessDenied):
+            outcome = "refused"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            report_request(what, outcome, time.perf_counter() - started)
+
+    async def _run(self, ops: Sequence[Op], what: str) -> TxnResult:
         body = json.dumps(list(ops)).encode()
         request = b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body)
         loop = asyncio.get_running_loop()
@@ -186,7 +206,7 @@ class TxnClient:
             status, answer, close = await connection.send(request)
         except (OSError, ValueError) as exc:  # ConnectionError and TimeoutError are OSErrors
             connection.close()
-            raise ConsulUnavailable(f"Consul is unreachable (transaction): {type(exc).__name__} {exc}") from exc
+            raise ConsulUnavailable(f"Consul is unreachable ({what}): {type(exc).__name__} {exc}") from exc
         except BaseException:  # cancelled mid-request: the connection's state is unknown
             connection.close()
             raise

@@ -71,6 +71,7 @@ class SagaService:
             max_inflight=settings.group_commit_max_inflight,
         ).start()
         store = EventStore(client, blocking, committer, prefix, watch_wait=settings.watch_wait,
+                           stream_watch_wait=settings.stream_watch_wait,
                            backoff=settings.consul_backoff)
         projection = SagasByStatus(client, prefix)
         repository = SagaRepository(store, projection, settings.snapshot_every)

@@ -38,6 +38,8 @@ class SagaSettings:
     takeover_interval: float = 5.0
     # Longest a saga subscription's Consul blocking query waits before asking again.
     watch_wait: float = 30.0
+    # ...and a subscription to one saga (WatchSaga on a replica that does not drive it): see EventStore.
+    stream_watch_wait: float = 2.0
     # Pauses between retries of a Consul request that failed (e.g. Consul restarting).
     consul_backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.05, maximum=1.0))
     # A YAML or JSON file of saga definitions registered at start (when they differ from the latest).

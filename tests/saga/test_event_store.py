@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import consul.aio
@@ -225,3 +226,46 @@ def test_sagas_by_status_view_is_rebuilt_from_the_streams(consul: LocalConsul) -
 
     assert before == after == ["saga-1", "saga-2"]
     assert listed == 3
+
+
+def test_ended_stream_subscriptions_do_not_use_up_the_agents_connections(tmp_path: Path) -> None:
+    """Consul 1.8 keeps a blocking query's connection until its wait runs out, even after the client gave up,
+    and refuses connections from one address past limits.http_max_conns_per_client: sagas that end one after
+    another on a replica that follows them in Consul must not leave that budget spent (with a 30 s wait, the
+    subscriptions after the 30th are refused here and the last one never sees its event)."""
+    agent = LocalConsul(data_dir=tmp_path, dev=True, extra_config={"limits": {"http_max_conns_per_client": 30}})
+    agent.start()
+
+    async def scenario(store: EventStore) -> list[int]:
+        elsewhere = EventStore(store._consul, store._blocking, store._committer, store.prefix)  # the driver
+        try:
+            for n in range(40):
+                await elsewhere.append(f"s{n}", 0, [ev("a")])
+                async with contextlib.aclosing(store.subscribe(f"s{n}")) as events:
+                    await asyncio.wait_for(anext(events), 5)
+            await elsewhere.append("last", 0, [ev("a"), ev("b")])
+            async with contextlib.aclosing(store.subscribe("last")) as events:
+                return [(await asyncio.wait_for(anext(events), 5)).version for _ in range(2)]
+        finally:
+            await elsewhere.stop()
+
+    async def main() -> list[int]:
+        host, port = split_address(agent.http_addr)
+        client = consul.aio.Consul(host=host, port=port, connections_timeout=5)
+        blocking = consul.aio.Consul(host=host, port=port, connections_timeout=20)
+        txn_client = TxnClient(host, port)
+        committer = GroupCommitter(txn_client.run).start()
+        store = EventStore(client, blocking, committer, "test-es/", stream_watch_wait=0.1)
+        try:
+            return await scenario(store)
+        finally:
+            await store.stop()
+            await committer.stop()
+            await txn_client.close()
+            await client.close()
+            await blocking.close()
+
+    try:
+        assert asyncio.run(main()) == [1, 2]
+    finally:
+        agent.destroy()

@@ -61,6 +61,7 @@ class EventStore:
         prefix: str = "controlplane/saga/",
         *,
         watch_wait: float = 30.0,
+        stream_watch_wait: float = 2.0,
         backoff: Backoff | None = None,
         local_window: float = 10.0,
     ) -> None:
@@ -69,6 +70,11 @@ class EventStore:
         self._committer = committer
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self._watch_wait = watch_wait
+        # One stream's watch ends with its subscribers (a saga's, when it ends), and Consul 1.8 does not notice
+        # that a client gave up a blocking query: the connection stays open, and counts against the agent's
+        # connections per client (limits.http_max_conns_per_client, 200), until the query's wait runs out. A
+        # short wait keeps ended watches from filling that budget, which the event store's writes share.
+        self._stream_watch_wait = stream_watch_wait
         self._backoff = backoff or Backoff()
         # A stream appended to here within this many seconds is followed in process.
         self._local_window = local_window
@@ -318,7 +324,8 @@ class EventStore:
             )
             return int(new_index), _head_from(entry)
 
-        async with self._watch(key, fetch) as watch, contextlib.aclosing(watch.subscribe()) as updates:
+        async with self._watch(key, fetch, self._stream_watch_wait) as watch, \
+                contextlib.aclosing(watch.subscribe()) as updates:
             async for snapshot in updates:
                 head = snapshot.value
                 if head is not None and head.version > last:
@@ -347,7 +354,8 @@ class EventStore:
 
         known: dict[str, int] | None = None
         position = from_position
-        async with self._watch(prefix, fetch) as watch, contextlib.aclosing(watch.subscribe()) as updates:
+        async with self._watch(prefix, fetch, self._watch_wait) as watch, \
+                contextlib.aclosing(watch.subscribe()) as updates:
             async for snapshot in updates:
                 heads = snapshot.value or {}
                 batch: list[RecordedEvent] = []
@@ -365,12 +373,12 @@ class EventStore:
                 position = max([position, *(e.position for e in batch)])
 
     @contextlib.asynccontextmanager
-    async def _watch(self, key: str, fetch: Any) -> AsyncIterator[BlockingQueryWatch[Any]]:
+    async def _watch(self, key: str, fetch: Any, wait: float) -> AsyncIterator[BlockingQueryWatch[Any]]:
         """A shared blocking-query watch of `key`, stopped when its last user leaves."""
         found = self._watches.get(key)
         if found is None:
             watch: BlockingQueryWatch[Any] = BlockingQueryWatch(
-                f"saga {key}", fetch, wait=self._watch_wait, backoff=self._backoff
+                f"saga {key}", fetch, wait=wait, backoff=self._backoff
             ).start()
             found = self._watches[key] = (watch, [0])
         watch, users = found

@@ -27,6 +27,7 @@ from controlplane.saga.servicer import SagaServicer
 from controlplane.saga.settings import SagaSettings
 
 log = logging.getLogger(__name__)
+OWN_WATCHES = 4  # the replica's own blocking queries beside the sagas' (session list, definitions), with room
 
 
 @dataclass
@@ -60,8 +61,9 @@ class SagaService:
         `participant_credentials`: TLS towards participants (None: plaintext)."""
         access = consul_addr if isinstance(consul_addr, ConsulAccess) else ConsulAccess.from_settings(consul_addr)
         client = access.client(request_timeout=consul_timeout)
-        # Every open WatchSaga holds one long poll: allow many.
-        blocking = access.client(request_timeout=settings.watch_wait + consul_timeout + 5.0, connections=2000)
+        # Every open WatchSaga of a saga driven elsewhere holds one long poll, within a bounded budget.
+        blocking = access.client(request_timeout=settings.watch_wait + consul_timeout + 5.0,
+                                 connections=settings.max_watches + OWN_WATCHES)
         prefix = settings.kv_prefix if settings.kv_prefix.endswith("/") else settings.kv_prefix + "/"
         txn_client: TxnClient = access.txn_client(timeout=consul_timeout)  # type: ignore[assignment]
         committer = GroupCommitter(
@@ -71,7 +73,7 @@ class SagaService:
             max_inflight=settings.group_commit_max_inflight,
         ).start()
         store = EventStore(client, blocking, committer, prefix, watch_wait=settings.watch_wait,
-                           stream_watch_wait=settings.stream_watch_wait,
+                           stream_watch_wait=settings.stream_watch_wait, max_watches=settings.max_watches,
                            backoff=settings.consul_backoff)
         projection = SagasByStatus(client, prefix)
         repository = SagaRepository(store, projection, settings.snapshot_every)

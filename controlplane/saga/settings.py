@@ -40,6 +40,10 @@ class SagaSettings:
     watch_wait: float = 30.0
     # ...and a subscription to one saga (WatchSaga on a replica that does not drive it): see EventStore.
     stream_watch_wait: float = 2.0
+    # Saga subscriptions' blocking queries (one Consul connection each) open at once. More wait their turn
+    # here rather than go past the agent's connections per client, which would refuse the event store's own
+    # connections too (docs/saga.md, "Limits and open points").
+    max_watches: int = 128
     # Pauses between retries of a Consul request that failed (e.g. Consul restarting).
     consul_backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.05, maximum=1.0))
     # A YAML or JSON file of saga definitions registered at start (when they differ from the latest).
@@ -72,6 +76,7 @@ class SagaSettings:
         flag("group-commit-max-inflight", int, d.group_commit_max_inflight, "Consul transactions in flight at once")
         flag("snapshot-every", int, d.snapshot_every, "events between saga snapshots")
         flag("takeover-interval", float, d.takeover_interval, "seconds between scans for orphaned sagas")
+        flag("max-watches", int, d.max_watches, "Consul blocking queries of the saga service open at once")
         flag("retry-max", float, d.consul_backoff.maximum, "longest pause, in seconds, between Consul retries")
         flag("definitions", str, d.definitions_file, "YAML/JSON file of saga definitions to register at start")
         flag("definitions-reassert", float, d.definitions_reassert,
@@ -92,6 +97,7 @@ class SagaSettings:
             group_commit_max_inflight=args.saga_group_commit_max_inflight,
             snapshot_every=args.saga_snapshot_every,
             takeover_interval=args.saga_takeover_interval,
+            max_watches=args.saga_max_watches,
             consul_backoff=Backoff(initial=min(0.05, args.saga_retry_max), maximum=args.saga_retry_max),
             definitions_file=args.saga_definitions,
             definitions_reassert=args.saga_definitions_reassert,

@@ -2,6 +2,7 @@
 
 from controlplane.watch.blocking_query import Backoff, BlockingQueryWatch, Fetch, Snapshot
 from controlplane.watch.reachability import Reachability
+from controlplane.watch.slots import FairSlots
 from controlplane.watch.watch_set import WatchSet
 
-__all__ = ["Backoff", "BlockingQueryWatch", "Fetch", "Reachability", "Snapshot", "WatchSet"]
+__all__ = ["Backoff", "BlockingQueryWatch", "FairSlots", "Fetch", "Reachability", "Snapshot", "WatchSet"]

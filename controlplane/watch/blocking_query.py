@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 
 from controlplane.errors import ConsulUnavailable
 from controlplane.watch.reachability import Reachability
+from controlplane.watch.slots import FairSlots
 
 T = TypeVar("T")
 
@@ -65,8 +66,10 @@ class BlockingQueryWatch(Generic[T]):
     """Follows one Consul resource with blocking queries and fans its latest value out."""
 
     def __init__(self, name: str, fetch: Fetch[T], *, wait: float = 30.0, backoff: Backoff = Backoff(),
-                 reachability: Reachability | None = None) -> None:
+                 reachability: Reachability | None = None, slots: FairSlots | None = None) -> None:
+        """`slots`: shared by the watches that may not all hold a query open at once (see FairSlots)."""
         self.name = name
+        self._slots = slots
         self._reachability = reachability
         self._fetch = fetch
         self._wait = wait
@@ -195,8 +198,8 @@ class BlockingQueryWatch(Generic[T]):
     async def _fetch_while_reachable(self, index: int) -> tuple[int, T]:
         """The fetch's answer; _Unreachable when the probe found Consul unable to serve first."""
         if self._reachability is None:
-            return await self._fetch(index, self._wait)
-        fetch = asyncio.ensure_future(self._fetch(index, self._wait))
+            return await self._fetch_in_turn(index)
+        fetch = asyncio.ensure_future(self._fetch_in_turn(index))
         down = asyncio.ensure_future(self._reachability.wait_down())
         try:
             await asyncio.wait([fetch, down], return_when=asyncio.FIRST_COMPLETED)
@@ -208,6 +211,13 @@ class BlockingQueryWatch(Generic[T]):
         if fetch.cancelled():
             raise _Unreachable
         return fetch.result()
+
+
+    async def _fetch_in_turn(self, index: int) -> tuple[int, T]:
+        if self._slots is None:
+            return await self._fetch(index, self._wait)
+        async with self._slots:
+            return await self._fetch(index, self._wait)
 
 
 class _Unreachable(Exception):

@@ -25,13 +25,15 @@ T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def event_store(agent: LocalConsul, window: float = 0.002) -> AsyncIterator[EventStore]:
+async def event_store(agent: LocalConsul, window: float = 0.002, stream_watch_wait: float = 2.0,
+                      max_watches: int = 100, connections: int = 100) -> AsyncIterator[EventStore]:
     host, port = split_address(agent.http_addr)
-    client = consul.aio.Consul(host=host, port=port, connections_timeout=5)
-    blocking = consul.aio.Consul(host=host, port=port, connections_timeout=20)
+    client = consul.aio.Consul(host=host, port=port, connections_timeout=5, connections_limit=connections)
+    blocking = consul.aio.Consul(host=host, port=port, connections_timeout=20, connections_limit=max_watches + 2)
     txn_client = TxnClient(host, port)
     committer = GroupCommitter(txn_client.run, window=window).start()
-    store = EventStore(client, blocking, committer, f"test-es-{uuid.uuid4().hex[:8]}/", watch_wait=5)
+    store = EventStore(client, blocking, committer, f"test-es-{uuid.uuid4().hex[:8]}/", watch_wait=5,
+                       stream_watch_wait=stream_watch_wait, max_watches=max_watches)
     try:
         yield store
     finally:
@@ -250,22 +252,46 @@ def test_ended_stream_subscriptions_do_not_use_up_the_agents_connections(tmp_pat
             await elsewhere.stop()
 
     async def main() -> list[int]:
-        host, port = split_address(agent.http_addr)
-        client = consul.aio.Consul(host=host, port=port, connections_timeout=5)
-        blocking = consul.aio.Consul(host=host, port=port, connections_timeout=20)
-        txn_client = TxnClient(host, port)
-        committer = GroupCommitter(txn_client.run).start()
-        store = EventStore(client, blocking, committer, "test-es/", stream_watch_wait=0.1)
-        try:
+        async with event_store(agent, stream_watch_wait=0.1) as store:
             return await scenario(store)
-        finally:
-            await store.stop()
-            await committer.stop()
-            await txn_client.close()
-            await client.close()
-            await blocking.close()
 
     try:
         assert asyncio.run(main()) == [1, 2]
+    finally:
+        agent.destroy()
+
+
+def test_watches_beyond_the_connection_budget_wait_their_turn_and_writes_go_on(tmp_path: Path) -> None:
+    """Twenty sagas followed in Consul at once with six slots for their blocking queries (eight connections
+    for those, two for short requests, at most four transactions in flight) and an agent that takes sixteen
+    from one address: every subscriber still sees its saga's next event in its turn, and every append
+    commits. With one connection per watch the agent would refuse past sixteen, the event store's reads and
+    writes with them; with a pool limit alone, the first watches would keep the connections for good."""
+    agent = LocalConsul(data_dir=tmp_path, dev=True, extra_config={"limits": {"http_max_conns_per_client": 16}})
+    agent.start()
+
+    async def scenario(store: EventStore) -> list[int]:
+        elsewhere = EventStore(store._consul, store._blocking, store._committer, store.prefix)  # the driver
+        streams = [f"s{n}" for n in range(20)]
+        try:
+            for stream in streams:
+                await elsewhere.append(stream, 0, [ev("a")])
+            followers = [contextlib.aclosing(store.subscribe(stream)) for stream in streams]
+            async with contextlib.AsyncExitStack() as stack:
+                events = [await stack.enter_async_context(f) for f in followers]
+                await asyncio.wait_for(asyncio.gather(*(anext(e) for e in events)), 10)  # each one's first
+                for stream in streams:
+                    await elsewhere.append(stream, 1, [ev("b")])
+                seen = await asyncio.wait_for(asyncio.gather(*(anext(e) for e in events)), 15)
+                return [recorded.version for recorded in seen]
+        finally:
+            await elsewhere.stop()
+
+    async def main() -> list[int]:
+        async with event_store(agent, stream_watch_wait=0.5, max_watches=6, connections=2) as store:
+            return await scenario(store)
+
+    try:
+        assert asyncio.run(main()) == [2] * 20
     finally:
         agent.destroy()

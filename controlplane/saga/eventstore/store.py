@@ -38,7 +38,7 @@ from controlplane.errors import ConflictError, DomainError
 from controlplane.saga.eventstore.group_commit import GroupCommitter
 from controlplane.saga.eventstore.model import Event, RecordedEvent, StreamHead, StreamSlice
 from controlplane.saga.eventstore.txn import MAX_OPS, Op, cas_op, decode, get_op, run_txn, set_op
-from controlplane.watch import Backoff, BlockingQueryWatch
+from controlplane.watch import Backoff, BlockingQueryWatch, FairSlots
 
 HEAD_CACHE_SIZE = 50_000
 RECENT_EVENTS = 32  # events kept in memory per subscribed stream written here, so subscribers need not read them
@@ -64,6 +64,7 @@ class EventStore:
         stream_watch_wait: float = 2.0,
         backoff: Backoff | None = None,
         local_window: float = 10.0,
+        max_watches: int = 128,
     ) -> None:
         self._consul = client
         self._blocking = blocking_client
@@ -75,6 +76,8 @@ class EventStore:
         # connections per client (limits.http_max_conns_per_client, 200), until the query's wait runs out. A
         # short wait keeps ended watches from filling that budget, which the event store's writes share.
         self._stream_watch_wait = stream_watch_wait
+        # At most this many of those queries open at once; the others wait their turn (see FairSlots).
+        self._slots = FairSlots(max_watches)
         self._backoff = backoff or Backoff()
         # A stream appended to here within this many seconds is followed in process.
         self._local_window = local_window
@@ -378,7 +381,7 @@ class EventStore:
         found = self._watches.get(key)
         if found is None:
             watch: BlockingQueryWatch[Any] = BlockingQueryWatch(
-                f"saga {key}", fetch, wait=wait, backoff=self._backoff
+                f"saga {key}", fetch, wait=wait, backoff=self._backoff, slots=self._slots
             ).start()
             found = self._watches[key] = (watch, [0])
         watch, users = found

@@ -395,6 +395,8 @@ def _consul() -> str:
         serf_lan_port=serf_port,
         data_dir=RUN / "consul",
         log_path=LOGS / "consul.log",
+        # Every connection of the replicas comes from 127.0.0.1 (docs/consul.md, "Connections to the agent").
+        extra_config={"limits": {"http_max_conns_per_client": 1024}},
     )
     print(f"consul: starting {agent.version()} as a single-node server on {agent.http_addr} "
           f"(data in {agent.data_dir})")

@@ -5,6 +5,7 @@ The agent binds only to 127.0.0.1 on ports picked free at start, so several can 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,6 +46,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    """`count` different TCP ports on `host` that were free a moment ago (bound together, so the kernel cannot
+    hand out one twice, as calls of free_port one after another can)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def consul_reachable(http_addr: str, timeout: float = 1.0) -> bool:
@@ -158,9 +169,11 @@ class LocalConsul:
         address and a server's Raft peers keep knowing it)."""
         if self._ports:
             return
-        self.http_port = self.http_port or free_port(self.bind)
-        self.server_port = self.server_port or free_port(self.bind)
-        self.serf_lan_port = self.serf_lan_port or free_port(self.bind)
+        given = {self.http_port, self.server_port, self.serf_lan_port} - {0}
+        picked = iter(port for port in free_ports(self.bind, 6) if port not in given)
+        self.http_port = self.http_port or next(picked)
+        self.server_port = self.server_port or next(picked)
+        self.serf_lan_port = self.serf_lan_port or next(picked)
         self._ports = {
             "http": self.http_port,
             "server": self.server_port,

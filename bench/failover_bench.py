@@ -28,7 +28,7 @@ import grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controlplane.consul.local_agent import free_port  # noqa: E402
+from controlplane.consul.local_agent import free_port, free_ports  # noqa: E402
 from demo.order.v1 import order_pb2, order_pb2_grpc  # noqa: E402
 
 CLIENTS = 6
@@ -88,7 +88,7 @@ def summary(window: list[tuple[float, float, bool]], seconds: float) -> tuple[fl
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         replica_ports = [free_port(), free_port()]
-        demo_ports = [free_port() for _ in range(4)]
+        demo_ports = free_ports("127.0.0.1", 4)
         env = {**os.environ, "DEVSTACK_DIR": folder, "REPLICAS": "2",
                "DEVSTACK_CONTROL_PLANE_PORTS": ",".join(map(str, replica_ports)),
                "DEVSTACK_CONSUL_PORT": str(free_port()),

@@ -40,7 +40,7 @@ from proc_cpu import cpu_seconds
 
 from controlplane import endpoints
 from controlplane.consul.client import connect
-from controlplane.consul.local_agent import LocalConsul, free_port
+from controlplane.consul.local_agent import LocalConsul, free_port, free_ports
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -551,8 +551,9 @@ def main() -> int:
         raw_serial = asyncio.run(consul_write_rate(agent.http_addr, 3.0, 1))
         raw_parallel = asyncio.run(consul_write_rate(agent.http_addr, 3.0, 16))
 
-        addresses = [f"127.0.0.1:{free_port()}" for _ in range(args.replicas)]
-        metrics_ports = [free_port() for _ in addresses]
+        picked = free_ports("127.0.0.1", 2 * args.replicas)
+        addresses = [f"127.0.0.1:{port}" for port in picked[:args.replicas]]
+        metrics_ports = picked[args.replicas:]
         for n, (address, metrics_port) in enumerate(zip(addresses, metrics_ports, strict=True)):
             with open(workdir / f"controlplane-{n}.log", "wb") as log:
                 processes.append(subprocess.Popen(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.consul.local_agent import free_port
+from controlplane.consul.local_agent import free_ports
 from tests.helpers import ROOT
 
 
@@ -59,9 +59,10 @@ class Stack:
 def running_stack(folder: Path, replicas: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """`devstack up` in `folder` on free ports, with `replicas` control-plane replicas; `devstack down` at
     the end (asserting both worked)."""
-    ports = {name: free_port() for name in ("user", "order", "payment", "inventory")}
-    replica_ports = [free_port() for _ in range(replicas)]
-    consul_port = free_port()
+    free = iter(free_ports("127.0.0.1", 4 + replicas + 12))  # all different (see free_ports)
+    ports = {name: next(free) for name in ("user", "order", "payment", "inventory")}
+    replica_ports = [next(free) for _ in range(replicas)]
+    consul_port = next(free)
     env = {
         **os.environ,
         "DEVSTACK_DIR": str(folder),
@@ -69,11 +70,11 @@ def running_stack(folder: Path, replicas: int = 1, extra_env: dict[str, str] | N
         "DEVSTACK_CONTROL_PLANE_PORT": str(replica_ports[0]),
         "DEVSTACK_CONTROL_PLANE_PORTS": ",".join(map(str, replica_ports)),
         "DEVSTACK_CONSUL_PORT": str(consul_port),
-        "DEVSTACK_CONSUL_SERVER_PORTS": f"{free_port()},{free_port()}",
+        "DEVSTACK_CONSUL_SERVER_PORTS": f"{next(free)},{next(free)}",
         "DEVSTACK_DEMO_PORTS": ",".join(str(ports[n]) for n in ("user", "order", "payment", "inventory")),
-        "DEVSTACK_METRICS_PORTS": ",".join(str(free_port()) for _ in range(4)),
-        "DEVSTACK_DEMO_METRICS_PORTS": ",".join(str(free_port()) for _ in range(4)),
-        "DEVSTACK_PROMETHEUS_PORT": str(free_port()),
+        "DEVSTACK_METRICS_PORTS": ",".join(str(next(free)) for _ in range(4)),
+        "DEVSTACK_DEMO_METRICS_PORTS": ",".join(str(next(free)) for _ in range(4)),
+        "DEVSTACK_PROMETHEUS_PORT": str(next(free)),
         "OTEL_TRACES_EXPORTER": "jsonl",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # flush spans within 0.1 s, so a test can read a trace at once
         "CONTROLPLANE_TRACE_DIR": str(folder / "traces"),

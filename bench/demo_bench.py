@@ -20,7 +20,7 @@ import grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from controlplane.consul.local_agent import free_port, free_ports  # noqa: E402
+from controlplane.consul.local_agent import free_ports  # noqa: E402
 from demo.order.v1 import order_pb2, order_pb2_grpc  # noqa: E402
 
 ORDERS = 200
@@ -71,11 +71,11 @@ def run_orders(order_addr: str, n: int) -> dict[str, float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        ports = free_ports("127.0.0.1", 4)
-        control_plane = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "DEVSTACK_DIR": folder, "DEVSTACK_CONTROL_PLANE_PORT": control_plane.split(":")[1],
-               "DEVSTACK_CONSUL_PORT": str(free_port()),
-               "DEVSTACK_CONSUL_SERVER_PORTS": f"{free_port()},{free_port()}",
+        *ports, control_port, consul_port, raft_port, serf_port = free_ports("127.0.0.1", 8)
+        control_plane = f"127.0.0.1:{control_port}"
+        env = {**os.environ, "DEVSTACK_DIR": folder, "DEVSTACK_CONTROL_PLANE_PORT": str(control_port),
+               "DEVSTACK_CONSUL_PORT": str(consul_port),
+               "DEVSTACK_CONSUL_SERVER_PORTS": f"{raft_port},{serf_port}",
                "DEVSTACK_DEMO_PORTS": ",".join(map(str, ports)),
                "OTEL_TRACES_EXPORTER": "jsonl", "CONTROLPLANE_TRACE_DIR": str(Path(folder) / "traces")}
         env.pop("CONSUL_HTTP_ADDR", None)

@@ -28,7 +28,7 @@ import grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controlplane.consul.local_agent import free_port, free_ports  # noqa: E402
+from controlplane.consul.local_agent import free_ports  # noqa: E402
 from demo.order.v1 import order_pb2, order_pb2_grpc  # noqa: E402
 
 CLIENTS = 6
@@ -87,12 +87,12 @@ def summary(window: list[tuple[float, float, bool]], seconds: float) -> tuple[fl
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        replica_ports = [free_port(), free_port()]
-        demo_ports = free_ports("127.0.0.1", 4)
+        picked = free_ports("127.0.0.1", 9)
+        replica_ports, demo_ports, (consul_port, raft_port, serf_port) = picked[:2], picked[2:6], picked[6:]
         env = {**os.environ, "DEVSTACK_DIR": folder, "REPLICAS": "2",
                "DEVSTACK_CONTROL_PLANE_PORTS": ",".join(map(str, replica_ports)),
-               "DEVSTACK_CONSUL_PORT": str(free_port()),
-               "DEVSTACK_CONSUL_SERVER_PORTS": f"{free_port()},{free_port()}",
+               "DEVSTACK_CONSUL_PORT": str(consul_port),
+               "DEVSTACK_CONSUL_SERVER_PORTS": f"{raft_port},{serf_port}",
                "DEVSTACK_DEMO_PORTS": ",".join(map(str, demo_ports)), "OTEL_TRACES_EXPORTER": "none"}
         env.pop("CONSUL_HTTP_ADDR", None)
         devstack(env, "up")

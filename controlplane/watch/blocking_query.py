@@ -212,7 +212,6 @@ class BlockingQueryWatch(Generic[T]):
             raise _Unreachable
         return fetch.result()
 
-
     async def _fetch_in_turn(self, index: int) -> tuple[int, T]:
         if self._slots is None:
             return await self._fetch(index, self._wait)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controlplane.watch import Backoff
@@ -62,9 +62,10 @@ class SagaSettings:
         """The `--saga-*` flags of `controlplane serve`, each with a CONTROLPLANE_SAGA_* variable."""
         d = SagaSettings()
 
-        def flag(name: str, kind: type, default: object, text: str) -> None:
+        def flag(name: str, kind: Callable[[str], object], default: object, text: str) -> None:
             var = "CONTROLPLANE_SAGA_" + name.upper().replace("-", "_")
-            parser.add_argument(f"--saga-{name}", type=kind, default=kind(env.get(var, default)),
+            # A value from the environment is a string, which argparse parses as it parses the flag's.
+            parser.add_argument(f"--saga-{name}", type=kind, default=env.get(var, default),
                                 help=f"{text} [env {var}, default %(default)s]")
 
         flag("kv-prefix", str, d.kv_prefix, "Consul KV prefix of saga state")
@@ -76,7 +77,7 @@ class SagaSettings:
         flag("group-commit-max-inflight", int, d.group_commit_max_inflight, "Consul transactions in flight at once")
         flag("snapshot-every", int, d.snapshot_every, "events between saga snapshots")
         flag("takeover-interval", float, d.takeover_interval, "seconds between scans for orphaned sagas")
-        flag("max-watches", int, d.max_watches, "Consul blocking queries of the saga service open at once")
+        flag("max-watches", _watch_count, d.max_watches, "Consul blocking queries of the saga service open at once")
         flag("retry-max", float, d.consul_backoff.maximum, "longest pause, in seconds, between Consul retries")
         flag("definitions", str, d.definitions_file, "YAML/JSON file of saga definitions to register at start")
         flag("definitions-reassert", float, d.definitions_reassert,
@@ -104,3 +105,17 @@ class SagaSettings:
             participant_policy=args.saga_participant_policy,
             compensation_breaker_wait=args.saga_compensation_breaker_wait,
         )
+
+
+MAX_WATCHES = 10_000  # each one a connection to the agent: far past any agent's per-client limit
+
+
+def _watch_count(text: object) -> int:
+    """argparse type of --saga-max-watches: `serve` refuses a bad count with a usage error, not a traceback."""
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {str(text)[:40]!r}") from None
+    if not 1 <= value <= MAX_WATCHES:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_WATCHES}, got {str(value)[:40]}")
+    return value

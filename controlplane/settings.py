@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from controlplane.config.settings import ConfigSettings
 from controlplane.consul.access import ConsulAccess
+from controlplane.flags import seconds
 from controlplane.registry.cache import CacheSettings
 from controlplane.saga.settings import SagaSettings
 from controlplane.security.tls import ClientTLS, ServerTLS
@@ -72,25 +73,24 @@ class ServerSettings:
                             help="Consul ACL token (policies/consul-acl.hcl) [env CONSUL_HTTP_TOKEN]")
         parser.add_argument("--consul-ca", default=env.get("CONSUL_CACERT", ""),
                             help="CA of Consul's HTTPS certificate [env CONSUL_CACERT]")
-        parser.add_argument("--consul-timeout", type=float,
-                            default=float(env.get("CONTROLPLANE_CONSUL_TIMEOUT", defaults.consul_timeout)),
+        parser.add_argument("--consul-timeout", type=seconds(0.01, 600),
+                            default=env.get("CONTROLPLANE_CONSUL_TIMEOUT", defaults.consul_timeout),
                             help="seconds a Consul request may take [env CONTROLPLANE_CONSUL_TIMEOUT]")
-        parser.add_argument("--consul-probe-interval", type=float,
-                            default=float(env.get("CONTROLPLANE_CONSUL_PROBE_INTERVAL",
-                                                  defaults.consul_probe_interval)),
+        parser.add_argument("--consul-probe-interval", type=seconds(0.01, 3600),
+                            default=env.get("CONTROLPLANE_CONSUL_PROBE_INTERVAL", defaults.consul_probe_interval),
                             help="seconds between Consul reachability probes [env CONTROLPLANE_CONSUL_PROBE_INTERVAL]")
-        parser.add_argument("--consul-probe-timeout", type=float,
-                            default=float(env.get("CONTROLPLANE_CONSUL_PROBE_TIMEOUT", defaults.consul_probe_timeout)),
+        parser.add_argument("--consul-probe-timeout", type=seconds(0.01, 600),
+                            default=env.get("CONTROLPLANE_CONSUL_PROBE_TIMEOUT", defaults.consul_probe_timeout),
                             help="seconds the probe's consistent read may take [env CONTROLPLANE_CONSUL_PROBE_TIMEOUT]")
-        parser.add_argument("--blocking-wait", type=float,
-                            default=float(env.get("CONTROLPLANE_BLOCKING_WAIT", defaults.cache.blocking_wait)),
+        parser.add_argument("--blocking-wait", type=seconds(0.1, 600),
+                            default=env.get("CONTROLPLANE_BLOCKING_WAIT", defaults.cache.blocking_wait),
                             help="seconds a Consul blocking query waits [env CONTROLPLANE_BLOCKING_WAIT]")
-        parser.add_argument("--retry-max", type=float,
-                            default=float(env.get("CONTROLPLANE_RETRY_MAX", defaults.cache.backoff.maximum)),
+        parser.add_argument("--retry-max", type=seconds(0.001, 3600),
+                            default=env.get("CONTROLPLANE_RETRY_MAX", defaults.cache.backoff.maximum),
                             help="longest pause, in seconds, between retries while Consul is down "
                                  "[env CONTROLPLANE_RETRY_MAX]")
-        parser.add_argument("--shutdown-grace", type=float,
-                            default=float(env.get("CONTROLPLANE_SHUTDOWN_GRACE", defaults.shutdown_grace)),
+        parser.add_argument("--shutdown-grace", type=seconds(0, 3600),
+                            default=env.get("CONTROLPLANE_SHUTDOWN_GRACE", defaults.shutdown_grace),
                             help="seconds in-flight calls get after SIGTERM [env CONTROLPLANE_SHUTDOWN_GRACE]")
         parser.add_argument("--metrics-listen", default=env.get("CONTROLPLANE_METRICS_LISTEN", defaults.metrics_listen),
                             help="host:port of the Prometheus metrics endpoint, '' for none "

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from controlplane.flags import seconds, whole
+from controlplane.saga.eventstore.txn import MAX_OPS
 from controlplane.watch import Backoff
 
 
@@ -70,20 +72,25 @@ class SagaSettings:
 
         flag("kv-prefix", str, d.kv_prefix, "Consul KV prefix of saga state")
         flag("replica-id", str, d.replica_id, "unique name of this replica (default host:port)")
-        flag("session-ttl", float, d.session_ttl, "seconds of the replica's Consul session TTL (>= 10)")
-        flag("liveness-ttl", float, d.liveness_ttl, "seconds after which a silent replica loses its sagas (0: off)")
-        flag("group-commit-window", float, d.group_commit_window, "seconds appends wait to share a transaction")
-        flag("group-commit-max-ops", int, d.group_commit_max_ops, "operations per Consul transaction (<= 64)")
-        flag("group-commit-max-inflight", int, d.group_commit_max_inflight, "Consul transactions in flight at once")
-        flag("snapshot-every", int, d.snapshot_every, "events between saga snapshots")
-        flag("takeover-interval", float, d.takeover_interval, "seconds between scans for orphaned sagas")
-        flag("max-watches", _watch_count, d.max_watches, "Consul blocking queries of the saga service open at once")
-        flag("retry-max", float, d.consul_backoff.maximum, "longest pause, in seconds, between Consul retries")
+        flag("session-ttl", seconds(10), d.session_ttl, "seconds of the replica's Consul session TTL (>= 10)")
+        flag("liveness-ttl", seconds(0.1, zero=True), d.liveness_ttl,
+             "seconds after which a silent replica loses its sagas (0: off)")
+        flag("group-commit-window", seconds(0, 1), d.group_commit_window, "seconds appends wait to share a transaction")
+        flag("group-commit-max-ops", whole(1, MAX_OPS), d.group_commit_max_ops,
+             "operations per Consul transaction (<= 64)")
+        flag("group-commit-max-inflight", whole(1, 1000), d.group_commit_max_inflight,
+             "Consul transactions in flight at once")
+        flag("snapshot-every", whole(1, 100_000), d.snapshot_every, "events between saga snapshots")
+        flag("takeover-interval", seconds(0.001), d.takeover_interval, "seconds between scans for orphaned sagas")
+        flag("max-watches", whole(1, MAX_WATCHES), d.max_watches,
+             "Consul blocking queries of the saga service open at once")
+        flag("retry-max", seconds(0.001, 3600), d.consul_backoff.maximum,
+             "longest pause, in seconds, between Consul retries")
         flag("definitions", str, d.definitions_file, "YAML/JSON file of saga definitions to register at start")
-        flag("definitions-reassert", float, d.definitions_reassert,
+        flag("definitions-reassert", seconds(0.1), d.definitions_reassert,
              "seconds between registrations of the definitions file (restores what Consul lost)")
         flag("participant-policy", str, d.participant_policy, "JSON ClientPolicy for calls to participants")
-        flag("compensation-breaker-wait", float, d.compensation_breaker_wait,
+        flag("compensation-breaker-wait", seconds(0), d.compensation_breaker_wait,
              "seconds a compensation may wait in all for open circuit breakers before refusals count as failures")
 
     @classmethod
@@ -109,13 +116,3 @@ class SagaSettings:
 
 MAX_WATCHES = 10_000  # each one a connection to the agent: far past any agent's per-client limit
 
-
-def _watch_count(text: object) -> int:
-    """argparse type of --saga-max-watches: `serve` refuses a bad count with a usage error, not a traceback."""
-    try:
-        value = int(str(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {str(text)[:40]!r}") from None
-    if not 1 <= value <= MAX_WATCHES:
-        raise argparse.ArgumentTypeError(f"must be 1..{MAX_WATCHES}, got {str(value)[:40]}")
-    return value

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from controlplane.config.client import ConfigClient
+from controlplane.flags import seconds
 from controlplane.interceptors import LivePolicy, TraceContextFilter, setup_tracing
 from controlplane.security.tls import ENV_CERT, ENV_CLIENT_CA, ENV_KEY, ServerTLS
 from controlplane.service import HostSettings, ServiceHost
@@ -101,7 +102,9 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
         default=env.get("DEMO_ENVIRONMENT", "dev"),
         help="config environment to follow [env DEMO_ENVIRONMENT, default %(default)s]",
     )
-    parser.add_argument("--shutdown-grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM")
+    parser.add_argument(
+        "--shutdown-grace", type=seconds(0, 3600), default=5.0, help="seconds in-flight calls get on SIGTERM"
+    )
     parser.add_argument(
         "--metrics-listen",
         default=env.get("SERVICE_METRICS_LISTEN", f"127.0.0.1:{spec.metrics_port}"),

@@ -21,6 +21,7 @@ import grpc
 
 from controlplane.cli import breaker_cmd, config_cmd, saga_cmd, traces, xds_cmd
 from controlplane.client import as_connection
+from controlplane.flags import whole
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     saga_list = saga.add_parser("list")
     saga_list.add_argument("--status", default="", help="running, compensating, completed, compensated, ...")
     saga_list.add_argument("--definition", default="")
-    saga_list.add_argument("--limit", type=int, default=50)
+    saga_list.add_argument("--limit", type=whole(1, 100_000), default=50)
     saga.add_parser("show").add_argument("saga_id")
     xds = commands.add_parser("xds", help="xDS for stock gRPC clients").add_subparsers(dest="action", required=True)
     boot = xds.add_parser("bootstrap", help="print a bootstrap (GRPC_XDS_BOOTSTRAP_CONFIG) for one node")

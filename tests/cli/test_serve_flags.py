@@ -79,3 +79,15 @@ def test_the_types_name_the_allowed_range() -> None:
         seconds(0.1, zero=True)("0.05")
     with pytest.raises(Exception, match=r"must be 1\.\.64"):
         whole(1, 64)("65")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x", "100001"])
+def test_saga_list_refuses_a_limit_out_of_range_before_calling_anyone(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controlplane.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--control-plane", "127.0.0.1:1", "saga", "list", "--limit", value])
+    assert exit_.value.code == 2
+    assert "argument --limit:" in capsys.readouterr().err

@@ -10,6 +10,8 @@ from controlplane.flags import seconds, whole
 from controlplane.saga.eventstore.txn import MAX_OPS
 from controlplane.watch import Backoff
 
+MAX_WATCHES = 10_000  # each one a connection to the agent: far past any agent's per-client limit
+
 
 @dataclass(frozen=True)
 class SagaSettings:
@@ -112,7 +114,3 @@ class SagaSettings:
             participant_policy=args.saga_participant_policy,
             compensation_breaker_wait=args.saga_compensation_breaker_wait,
         )
-
-
-MAX_WATCHES = 10_000  # each one a connection to the agent: far past any agent's per-client limit
-

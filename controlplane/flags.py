@@ -45,7 +45,7 @@ def whole(low: int, high: int) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = int(str(text))
+            value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {_shown(text)}") from None
         if not low <= value <= high:

@@ -18,6 +18,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from controlplane.text import cut
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -45,10 +47,6 @@ MAX_DESCRIPTION = 300
 MAX_MESSAGE = 1000
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class ValidationError(DomainError):
     """The request is malformed; nothing was changed.
 
@@ -58,14 +56,14 @@ class ValidationError(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: list[FieldViolation], message: str | None = None) -> None:
-        kept = [FieldViolation(_cut(v.field, MAX_FIELD), _cut(v.description, MAX_DESCRIPTION))
+        kept = [FieldViolation(cut(v.field, MAX_FIELD), cut(v.description, MAX_DESCRIPTION))
                 for v in violations[:MAX_VIOLATIONS]]
         if len(violations) > MAX_VIOLATIONS:
             more = len(violations) - MAX_VIOLATIONS
             kept.append(FieldViolation("", f"and {more} more problem{'s' if more > 1 else ''} not listed"))
         self.violations = kept
         summary = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in kept)
-        super().__init__(_cut(message or f"invalid request: {summary}", MAX_MESSAGE))
+        super().__init__(cut(message or f"invalid request: {summary}", MAX_MESSAGE))
 
     @classmethod
     def single(cls, field: str, description: str) -> ValidationError:
@@ -125,7 +123,7 @@ class OutcomeUnknown(ConsulUnavailable):
 
 def grpc_status_for(error: DomainError) -> grpc.Status:
     """The rich gRPC status for a domain error (field violations included for validation errors)."""
-    status = status_pb2.Status(code=error.code.value[0], message=_cut(error.message, MAX_MESSAGE))
+    status = status_pb2.Status(code=error.code.value[0], message=cut(error.message, MAX_MESSAGE))
     if isinstance(error, ValidationError):
         detail = any_pb2.Any()
         detail.Pack(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.config.document import SECRET, is_delete, is_secret_ref, render_path
+from controlplane.text import cut
 
 MAX_VALUE_CHARS = 40
 MAX_SUMMARY_CHARS = 1000
@@ -87,4 +88,4 @@ def _short(value: Any) -> str:
     if is_delete(value):
         return "$delete"
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+    return cut(text, MAX_VALUE_CHARS)

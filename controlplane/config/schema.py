@@ -26,6 +26,7 @@ from referencing.exceptions import Unresolvable
 from controlplane.config import safe_regex
 from controlplane.config.document import SECRET, is_secret_ref, render_path, walk
 from controlplane.errors import FieldViolation
+from controlplane.text import cut
 
 safe_regex.install()
 
@@ -120,7 +121,7 @@ def _describe_schema_error(error: SchemaViolation) -> str:
 
 
 def _shorten(text: str) -> str:
-    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+    return cut(text, MAX_DESCRIPTION)
 
 
 def _declared_draft(schema: Mapping[str, Any]) -> type[Validator] | None:

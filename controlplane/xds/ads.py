@@ -6,11 +6,17 @@ counted; the client stays on its last good config and so does this server's view
 nonce is not the last one sent for its type is stale and ignored (the xDS protocol's rule). A type is sent
 again when its resources change (their version is a hash of what they hold) or the subscription changes.
 Resources that fail gRPC's rules (`resources.problems`) are not sent: the client keeps the last good ones.
+
+What a client says is bounded before it is kept or logged: its node's texts and its NACK text are cut to
+MAX_CLIENT_TEXT, its environment must be a valid environment name (else INVALID_ARGUMENT), and at most
+MAX_PENDING requests are read ahead of the one being handled, so a client that writes without reading its
+responses is held back by gRPC's flow control instead of filling this process's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -20,7 +26,10 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import any_pb2
 
-from controlplane.errors import LimitExceeded
+from controlplane.config.validation import check_environment
+from controlplane.errors import DomainError, LimitExceeded, grpc_status_for, raise_if
+from controlplane.names import shown
+from controlplane.text import cut
 from controlplane.xds.resources import LISTENER, TYPES, problems, service_of, version_of
 from controlplane.xds.v1 import envoy_wire_pb2 as w
 from controlplane.xds.views import ServiceView, ServiceViews
@@ -34,6 +43,8 @@ _CHANGED = object()  # in a stream's inbox: some view it uses has changed
 # Names one stream may subscribe to per type: each valid service name costs a Consul watch (shared, and capped
 # by the watch set), so a client listing thousands is refused rather than let crowd out everyone's watches.
 MAX_NAMES = 256
+MAX_PENDING = 64  # requests read from a stream ahead of the one being handled
+MAX_CLIENT_TEXT = 512  # characters kept of each text a client sends about itself (node id, NACK message, ...)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Stream:
     environment: str = ""
     connected_at: float = field(default_factory=time.time)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    unknown_types_told: bool = False  # a type URL this server does not serve has been logged
 
 
 @dataclass
@@ -103,14 +115,15 @@ class AggregatedDiscovery:
         stream_id = next(self._ids)
         stream = Stream(peer=context.peer())
         self.streams[stream_id] = stream
-        inbox: asyncio.Queue[w.DiscoveryRequest | object | None] = asyncio.Queue()
+        inbox: asyncio.Queue[w.DiscoveryRequest | object | None] = asyncio.Queue(MAX_PENDING)
         pending_change = False
 
-        def on_change() -> None:  # one marker in the inbox however many views changed meanwhile
+        def on_change() -> None:  # one wake-up however many views changed meanwhile
             nonlocal pending_change
             if not pending_change:
                 pending_change = True
-                inbox.put_nowait(_CHANGED)
+                if not inbox.full():  # else the loop is about to wake anyway, and reads the flag
+                    inbox.put_nowait(_CHANGED)
 
         used: dict[str, ServiceView] = {}
         reader = asyncio.get_running_loop().create_task(_read(requests, inbox))
@@ -123,14 +136,14 @@ class AggregatedDiscovery:
                 for item in items:
                     if item is None:
                         return  # the client ended the stream
-                    if item is _CHANGED:
-                        pending_change = False
-                        dirty |= {t for t, sub in stream.subscriptions.items() if sub.names}
-                    else:
+                    if item is not _CHANGED:
                         try:
                             dirty |= self._take(item, stream, used, on_change)  # type: ignore[arg-type]
-                        except LimitExceeded as exc:  # too many names, or no Consul watch left to start
-                            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                        except DomainError as exc:  # a bad node, too many names, no Consul watch left to start
+                            await context.abort_with_status(grpc_status_for(exc))
+                if pending_change:
+                    pending_change = False
+                    dirty |= {t for t, sub in stream.subscriptions.items() if sub.names}
                 for type_url in sorted(dirty):
                     response = self._response(stream, type_url, used)
                     if response is not None:
@@ -147,25 +160,29 @@ class AggregatedDiscovery:
         """Apply one request to the stream's state; the type URLs it asks to be (re)sent."""
         if request.HasField("node") and not stream.node_id:
             node = request.node
-            stream.node_id, stream.node_cluster = node.id, node.cluster
-            stream.user_agent = f"{node.user_agent_name} {node.user_agent_version}".strip()
             value = node.metadata.fields.get(ENVIRONMENT_KEY)
-            stream.environment = value.string_value if value is not None else ""
+            environment = value.string_value if value is not None else ""
+            raise_if(check_environment(environment, f"node.metadata.{ENVIRONMENT_KEY}"))
+            stream.environment = environment
+            stream.node_id, stream.node_cluster = _clip(node.id), _clip(node.cluster)
+            stream.user_agent = _clip(f"{node.user_agent_name} {node.user_agent_version}".strip())
         type_url = request.type_url
         if type_url not in TYPES:
-            log.info("xds: %s (%s) asked for %s, which this server does not serve", stream.node_id, stream.peer,
-                     type_url)
+            if not stream.unknown_types_told:  # once per stream: a client cannot fill the log with them
+                stream.unknown_types_told = True
+                log.info("xds: %s (%s) asked for %s, which this server does not serve", shown(stream.node_id),
+                         stream.peer, shown(type_url))
             return set()
         sub = stream.subscriptions.setdefault(type_url, Subscription())
         if request.response_nonce:
             if request.response_nonce != sub.nonce:
                 return set()  # stale: an answer to a response that has been superseded
             if request.HasField("error_detail"):
-                sub.last_nack = request.error_detail.message
+                sub.last_nack = _clip(request.error_detail.message)
                 sub.nacks += 1
                 Counters.bump(self.counters.nacks, type_url)
-                log.warning("xds: %s (%s) NACKed %s version %s: %s", stream.node_id, stream.peer, _short(type_url),
-                            sub.sent_version, request.error_detail.message)
+                log.warning("xds: %s (%s) NACKed %s version %s: %s", shown(stream.node_id), stream.peer,
+                            _short(type_url), sub.sent_version, shown(request.error_detail.message, MAX_CLIENT_TEXT))
             else:
                 sub.acked_version = request.version_info
                 sub.last_nack = ""
@@ -234,9 +251,16 @@ async def _read(requests: AsyncIterator[w.DiscoveryRequest], inbox: asyncio.Queu
                 ) -> None:
     try:
         async for request in requests:
-            inbox.put_nowait(request)
-    finally:
-        inbox.put_nowait(None)
+            await inbox.put(request)  # waits while MAX_PENDING are unhandled: the client's writes wait too
+    except BaseException:
+        with contextlib.suppress(asyncio.QueueFull):  # full: the stream is being ended by gRPC anyway
+            inbox.put_nowait(None)
+        raise
+    await inbox.put(None)
+
+
+def _clip(text: str) -> str:
+    return cut(text, MAX_CLIENT_TEXT)
 
 
 def _short(type_url: str) -> str:

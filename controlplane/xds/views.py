@@ -62,6 +62,7 @@ class ServiceView:
         """The resources for clients of `environment`; None until the view is ready."""
         if not self.ready:
             return None
+        environment = self._layered(environment)
         built = self._built.get(environment)
         if built is None:
             assert self._instances is not None
@@ -79,6 +80,13 @@ class ServiceView:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _layered(self, environment: str) -> str:
+        """`environment` if it has a layer of its own, else the default layer's "" (which it is served): the
+        caches below hold one entry per configured environment, whatever names clients send."""
+        if environment and self._state is not None and environment in self._state.layers:
+            return environment
+        return ""
 
     def _policy(self, environment: str) -> TrafficPolicy:
         content: Any = self._state.document(environment).content if self._state is not None else {}

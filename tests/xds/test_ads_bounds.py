@@ -1,0 +1,158 @@
+"""What an ADS client sends is bounded before the server keeps it: read-ahead, texts, environment names.
+
+In-process: the ADS server and its service views run on this test's event loop, fed by real watches whose
+fetch answers from memory (no Consul: these are the server's own limits, not its storage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+
+from controlplane.config.model import Layer, ServiceState
+from controlplane.registry.model import Health, Instance
+from controlplane.watch import BlockingQueryWatch
+from controlplane.xds.ads import ENVIRONMENT_KEY, MAX_CLIENT_TEXT, MAX_PENDING, AggregatedDiscovery
+from controlplane.xds.resources import CLUSTER, LISTENER
+from controlplane.xds.v1 import envoy_wire_pb2 as w
+from controlplane.xds.views import ServiceViews
+
+
+class Aborted(Exception):
+    def __init__(self, status: grpc.Status) -> None:
+        super().__init__(status.details)
+        self.status = status
+
+
+class Context:
+    """What the ADS handler asks of its grpc.aio servicer context."""
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:40000"
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        raise Aborted(status)
+
+
+def answered(value: Any) -> BlockingQueryWatch[Any]:
+    """A watch whose fetch answers `value` at once, then waits as a blocking query on an unchanged key does."""
+    forever = asyncio.Event()
+
+    async def fetch(index: int, wait: float) -> tuple[int, Any]:
+        if index:
+            await forever.wait()
+        return 1, value
+
+    return BlockingQueryWatch("test", fetch).start()
+
+
+def never_used(service: str) -> BlockingQueryWatch[Any]:
+    raise AssertionError(f"no view should be made for {service}")
+
+
+def test_a_client_that_does_not_read_its_responses_is_not_read_ahead_of() -> None:
+    async def scenario() -> tuple[int, int]:
+        ads = AggregatedDiscovery(ServiceViews(never_used, never_used))
+        taken = 0
+
+        async def requests() -> AsyncIterator[w.DiscoveryRequest]:
+            nonlocal taken
+            for n in range(10_000):  # each changes the subscription, so each asks for a response
+                taken += 1
+                yield w.DiscoveryRequest(type_url=LISTENER, resource_names=[f"Not_A_Service_{n}"])
+
+        responses = ads.stream(requests(), Context())  # type: ignore[arg-type]
+        await anext(responses)
+        for _ in range(100):  # the reader runs as far as it may while no response is taken
+            await asyncio.sleep(0)
+        held = taken
+        answers = 1 + sum([1 async for _ in responses])  # reading again: everything is taken and the stream ends
+        return held, answers
+
+    held, answers = asyncio.run(scenario())
+    assert held <= 2 * MAX_PENDING + 1, f"{held} requests read while the client read no response"
+    assert answers >= 10_000 / (MAX_PENDING + 1)
+
+
+def test_node_texts_and_nack_texts_are_kept_cut_to_size() -> None:
+    async def open_stream() -> tuple[str, str, str, str, int]:
+        ads = AggregatedDiscovery(ServiceViews(never_used, never_used))
+        requests: asyncio.Queue[w.DiscoveryRequest | None] = asyncio.Queue()
+
+        async def feed() -> AsyncIterator[w.DiscoveryRequest]:
+            while (request := await requests.get()) is not None:
+                yield request
+
+        node = w.Node(id="n" * 100_000, cluster="c" * 100_000, user_agent_name="u" * 100_000)
+        responses = ads.stream(feed(), Context())  # type: ignore[arg-type]
+        requests.put_nowait(w.DiscoveryRequest(type_url=CLUSTER, resource_names=["Not_A_Service"], node=node))
+        first = await anext(responses)
+        requests.put_nowait(w.DiscoveryRequest(
+            type_url=CLUSTER, resource_names=["Not_A_Service"], response_nonce=first.nonce,
+            error_detail=w.RpcStatus(code=3, message="x" * 1_000_000)))
+        (stream,) = ads.streams.values()
+        pending = asyncio.ensure_future(anext(responses))
+        while not stream.subscriptions[CLUSTER].nacks:  # the NACK is taken on the loop's next turns
+            await asyncio.sleep(0)
+        sub = stream.subscriptions[CLUSTER]
+        found = (stream.node_id, stream.node_cluster, stream.user_agent, sub.last_nack, sub.nacks)
+        requests.put_nowait(None)
+        with pytest.raises(StopAsyncIteration):
+            await pending
+        return found
+
+    node_id, cluster, user_agent, nack, nacks = asyncio.run(open_stream())
+    assert nacks == 1
+    for text, letter in ((node_id, "n"), (cluster, "c"), (user_agent, "u"), (nack, "x")):
+        assert len(text) == MAX_CLIENT_TEXT and text.startswith(letter * 10) and text.endswith("…")
+
+
+def test_a_node_with_an_invalid_environment_ends_its_stream_with_invalid_argument() -> None:
+    async def scenario(environment: str) -> grpc.Status:
+        ads = AggregatedDiscovery(ServiceViews(never_used, never_used))
+
+        async def feed() -> AsyncIterator[w.DiscoveryRequest]:
+            metadata = struct_pb2.Struct(fields={ENVIRONMENT_KEY: struct_pb2.Value(string_value=environment)})
+            yield w.DiscoveryRequest(type_url=CLUSTER, resource_names=["Not_A_Service"],
+                                     node=w.Node(id="bad-env", metadata=metadata))
+
+        with pytest.raises(Aborted) as aborted:
+            await anext(ads.stream(feed(), Context()))  # type: ignore[arg-type]
+        assert not ads.streams
+        return aborted.value.status
+
+    for environment in ("Staging", "default", "x" * 100_000, "a b", "é"):
+        status = asyncio.run(scenario(environment))
+        assert status.code == grpc.StatusCode.INVALID_ARGUMENT, environment
+        assert "node.metadata.environment" in status.details and len(status.details) < 1100
+
+
+def test_environments_without_a_layer_share_the_default_layers_resources() -> None:
+    instance = Instance("svc", "svc-a", "127.0.0.1", 5000, health=Health.PASSING)
+    layers = {"": Layer("", {"traffic_policy": {"timeout_seconds": 2}}, 1, "test", 0.0),
+              "staging": Layer("staging", {"traffic_policy": {"timeout_seconds": 5}}, 2, "test", 0.0)}
+
+    async def scenario() -> None:
+        views = ServiceViews(lambda service: answered((instance,)),
+                             lambda service: answered(ServiceState("svc", layers)), first_sync_timeout=5)
+        view = views.use("svc")
+        for _ in range(1000):  # the view is ready once both watches have answered
+            if view.ready:
+                break
+            await asyncio.sleep(0.005)
+        assert view.ready
+        default, staging = view.resources(""), view.resources("staging")
+        assert default is not None and staging is not None and default is not staging
+        unconfigured = {view.resources(f"qa-{n}") for n in range(500)}
+        assert {id(r) for r in unconfigured} == {id(default)}
+        assert len(view._built) == 2  # one per configured layer, not one per name clients sent
+        views.release("svc")
+        await views.stop()
+
+    asyncio.run(scenario())
+

@@ -33,6 +33,8 @@ from tests.helpers import wait_until
 from tests.stack import Stack, running_stack
 
 CRASH_SECONDS = float(os.environ.get("CRASH_SECONDS", "60"))
+# The campaign, then time for every order to settle (`make crash` runs 300 s of kills, beyond the default timeout).
+pytestmark = pytest.mark.timeout(CRASH_SECONDS + 240)
 VICTIMS = ("controlplane", "controlplane-2", "order", "payment", "inventory")
 SKUS = ("apple", "pear")
 TOP_UP = 100_000  # units added to each sku first, so orders fail for what dies, not for want of stock

@@ -30,6 +30,8 @@ from tests.stack import Stack
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
 STREAM_WAIT = 0.5  # seconds a stream is read before the test ends it with its own deadline
+# A hung call still fails a test, but only after time enough for every example (`make fuzz` runs thousands).
+pytestmark = pytest.mark.timeout(120 + EXAMPLES * (STREAM_WAIT + 0.5))
 
 SERVERS: dict[str, ServiceDescriptor] = {
     "controlplane": registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],

@@ -7,10 +7,11 @@ nonce is not the last one sent for its type is stale and ignored (the xDS protoc
 again when its resources change (their version is a hash of what they hold) or the subscription changes.
 Resources that fail gRPC's rules (`resources.problems`) are not sent: the client keeps the last good ones.
 
-What a client says is bounded before it is kept or logged: its node's texts and its NACK text are cut to
-MAX_CLIENT_TEXT, its environment must be a valid environment name (else INVALID_ARGUMENT), and at most
-MAX_PENDING requests are read ahead of the one being handled, so a client that writes without reading its
-responses is held back by gRPC's flow control instead of filling this process's memory.
+What a client says is bounded before it is kept or logged: a resource name longer than MAX_CLIENT_TEXT is
+INVALID_ARGUMENT (none of ours is that long), its node's texts and its NACK text are cut to that size, its
+environment must be a valid environment name (else INVALID_ARGUMENT), and at most MAX_PENDING requests are
+read ahead of the one being handled, so a client that writes without reading its responses is held back by
+gRPC's flow control instead of filling this process's memory.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import grpc
 from google.protobuf import any_pb2
 
 from controlplane.config.validation import check_environment
-from controlplane.errors import DomainError, LimitExceeded, grpc_status_for, raise_if
+from controlplane.errors import DomainError, FieldViolation, LimitExceeded, grpc_status_for, raise_if
 from controlplane.names import shown
 from controlplane.text import cut
 from controlplane.xds.resources import LISTENER, TYPES, problems, service_of, version_of
@@ -191,6 +192,8 @@ class AggregatedDiscovery:
         if len(names) > MAX_NAMES:
             raise LimitExceeded(f"{len(names)} resource names of {_short(type_url)}; a stream may subscribe to at "
                                 f"most {MAX_NAMES} per type")
+        raise_if([FieldViolation(f"resource_names[{n}]", f"at most {MAX_CLIENT_TEXT} characters, got {len(name)}")
+                  for n, name in enumerate(request.resource_names) if len(name) > MAX_CLIENT_TEXT])
         if names == sub.names and request.response_nonce:
             return set()
         self._resubscribe(stream, used, sub, type_url, names, on_change)

@@ -36,7 +36,7 @@ def service_of(type_url: str, name: str) -> str | None:
     """The service a resource name belongs to, or None when the name is not one this server makes."""
     if type_url == LISTENER:
         service, _, port = name.partition(":")
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
+        if port and not (len(port) <= 5 and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             return None
     elif type_url in (CLUSTER, ENDPOINTS):
         service, _, _version = name.partition("@")

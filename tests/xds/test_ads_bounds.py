@@ -156,3 +156,36 @@ def test_environments_without_a_layer_share_the_default_layers_resources() -> No
 
     asyncio.run(scenario())
 
+
+
+def first_answer(*requests: w.DiscoveryRequest) -> w.DiscoveryResponse | grpc.Status:
+    """The first response of a stream that sends `requests`, or the status it was ended with."""
+    async def scenario() -> w.DiscoveryResponse | grpc.Status:
+        ads = AggregatedDiscovery(ServiceViews(never_used, never_used))
+
+        async def feed() -> AsyncIterator[w.DiscoveryRequest]:
+            for request in requests:
+                yield request
+            await asyncio.Event().wait()  # a client keeps its stream open
+
+        responses = ads.stream(feed(), Context())  # type: ignore[arg-type]
+        try:
+            return await anext(responses)
+        except Aborted as aborted:
+            return aborted.status
+        finally:
+            await responses.aclose()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("port", ["²", "٣", "9" * 400, "065536", "0", "-1", " 80"])
+def test_a_listener_name_with_an_odd_port_is_absent_not_a_failure(port: str) -> None:
+    answer = first_answer(w.DiscoveryRequest(type_url=LISTENER, resource_names=[f"svc:{port}"]))
+    assert isinstance(answer, w.DiscoveryResponse) and list(answer.resources) == []
+
+
+def test_a_resource_name_longer_than_any_of_ours_is_invalid_argument() -> None:
+    answer = first_answer(w.DiscoveryRequest(type_url=CLUSTER, resource_names=["svc", "s" * (MAX_CLIENT_TEXT + 1)]))
+    assert isinstance(answer, grpc.Status) and answer.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "resource_names[1]" in answer.details

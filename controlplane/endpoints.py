@@ -24,6 +24,7 @@ import grpc.aio
 
 from controlplane.interceptors.aio_channel import intercepted_aio_channel
 from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
+from controlplane.text import decimal
 
 __all__ = [
     "IDEMPOTENT_METHODS", "START_SAGA", "aio_channel", "aio_dial", "channel", "channel_options", "dial", "parse",
@@ -137,7 +138,7 @@ def aio_dial(target: str, credentials: grpc.ChannelCredentials | None = None, *,
 
 def _split(address: str) -> tuple[str, str]:
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or decimal(port, 5) is None:
         raise ValueError(f"control-plane address {address!r} is not host:port")
     return host.strip("[]"), port
 

@@ -26,7 +26,7 @@ from referencing.exceptions import Unresolvable
 from controlplane.config import safe_regex
 from controlplane.config.document import SECRET, is_secret_ref, render_path, walk
 from controlplane.errors import FieldViolation
-from controlplane.text import cut
+from controlplane.text import cut, decimal
 
 safe_regex.install()
 
@@ -205,8 +205,8 @@ def _local_ref_problem(schema: Mapping[str, Any], ref: str) -> str | None:
         token = unquote(token).replace("~1", "/").replace("~0", "~")
         if isinstance(target, dict) and token in target:
             target = target[token]
-        elif isinstance(target, list) and token.isascii() and token.isdigit() and int(token) < len(target):
-            target = target[int(token)]
+        elif isinstance(target, list) and (index := decimal(token, 9)) is not None and index < len(target):
+            target = target[index]
         else:
             return f"points at nothing in this schema: {ref!r}"
     return None

@@ -25,6 +25,7 @@ from controlplane.config.wire import from_struct, timestamp, to_struct
 from controlplane.config.writer import ConfigWriter
 from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors
 from controlplane.security import identity
+from controlplane.text import decimal
 from controlplane.v1 import config_pb2, config_pb2_grpc
 from controlplane.watch import Backoff, BlockingQueryWatch, Reachability
 from controlplane.watch.quota import StreamQuota
@@ -148,11 +149,10 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         self, request: config_pb2.ListVersionsRequest, context: grpc.aio.ServicerContext
     ) -> config_pb2.ListVersionsResponse:
         _check_names(request.service, request.environment)
-        if request.page_token and not (request.page_token.isascii() and request.page_token.isdigit()
-                                       and len(request.page_token) <= 18):
+        below = decimal(request.page_token, 18) if request.page_token else None
+        if request.page_token and below is None:
             raise ValidationError.single("page_token", "must be a next_page_token from an earlier answer")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        below = int(request.page_token) if request.page_token else None
         history = await self._store.history_versions(request.service)
         versions = [n for n in reversed(history) if below is None or n < below]
         page: list[VersionEntry] = []

@@ -41,6 +41,7 @@ import consul.aio
 from controlplane.config.model import DEFAULT_LAYER, Layer, SchemaRecord, ServiceState, VersionEntry
 from controlplane.consul.client import consul_call
 from controlplane.errors import ConsulUnavailable, PreconditionError, ValidationError
+from controlplane.text import decimal
 
 PREFIX = "controlplane/config/"
 DEFAULT_LAYER_KEY = "_default"
@@ -133,8 +134,8 @@ class ConfigStore:
         versions = []
         for key in keys or []:
             tail = key.rpartition("/")[2]
-            if tail.isdigit():
-                versions.append(int(tail))
+            if (version := decimal(tail, 18)) is not None:
+                versions.append(version)
         return sorted(versions)
 
     async def history_entry(self, service: str, version: int) -> VersionEntry | None:

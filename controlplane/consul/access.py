@@ -19,14 +19,17 @@ from typing import Any
 
 import consul.aio
 
+from controlplane.text import decimal
+
 
 def split_address(http_addr: str) -> tuple[str, int]:
     """'host:port' (optionally with an http:// or https:// prefix) -> (host, port)."""
     addr = http_addr.removeprefix("http://").removeprefix("https://").rstrip("/")
     host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"Consul address must be host:port, got {http_addr!r}")
-    return host.strip("[]"), int(port)
+    number = decimal(port, 5)
+    if not host or number is None:
+        raise ValueError(f"Consul address must be host:port, got {http_addr[:100]!r}")
+    return host.strip("[]"), number
 
 
 @dataclass(frozen=True)

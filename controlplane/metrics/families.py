@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from controlplane.interceptors.breaker import BreakerRegistry, State, StateChange
 from controlplane.interceptors.bulkhead import BulkheadRegistry
+from controlplane.text import decimal
 
 __all__ = ["Metrics"]
 
@@ -163,9 +164,10 @@ class Metrics:
         """Serve the Prometheus text format at http://LISTEN/metrics (any path); returns the port.
         OSError when the address cannot be bound."""
         host, _, port = listen.rpartition(":")
-        if not port.isdigit() or int(port) > 65535:
+        number = decimal(port, 5)
+        if number is None or number > 65535:
             raise ValueError(f"metrics address must be host:port with a port 0..65535, got {listen[:100]!r}")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        server, _thread = start_http_server(number, addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
         self._http = server
         return int(server.server_port)
 

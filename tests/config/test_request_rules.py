@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from controlplane.config.schema import check_schema, violations
 from controlplane.config.secrets import EnvSecretProvider, MappingSecretProvider, references, resolve
 from controlplane.config.validation import check_content, check_environment
@@ -58,6 +60,13 @@ def test_schema_references_must_stay_inside_the_schema():
     dangling = check_schema({"properties": {"a": {"$ref": "#/$defs/missing"}}})
     assert "points at nothing" in dangling[0].description
     assert check_schema({"$defs": {"p": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/p"}}}) == []
+
+
+@pytest.mark.parametrize("index", ["1" * 5000, "²", "٣", "-0", "01x"])
+def test_a_reference_into_a_list_by_anything_but_a_short_decimal_index_points_at_nothing(index: str) -> None:
+    problems = check_schema({"allOf": [{"type": "object"}] * 4, "properties": {"a": {"$ref": f"#/allOf/{index}"}}})
+    assert fields(problems) == ["schema.properties.a.$ref"] and "points at nothing" in problems[0].description
+    assert check_schema({"allOf": [{"type": "object"}] * 4, "properties": {"a": {"$ref": "#/allOf/3"}}}) == []
 
 
 def test_content_checks_report_markers_non_finite_numbers_depth_and_size():

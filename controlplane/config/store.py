@@ -134,7 +134,7 @@ class ConfigStore:
         versions = []
         for key in keys or []:
             tail = key.rpartition("/")[2]
-            if (version := decimal(tail, 18)) is not None:
+            if (version := decimal(tail, 20)) is not None:  # history_key pads to 20 digits
                 versions.append(version)
         return sorted(versions)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from controlplane.names import shown
 from controlplane.security.identity import CALLER, certificate_identity, token_identity
 from controlplane.security.policy import Policy, Rule, rule_for
 
@@ -52,7 +53,8 @@ class Authorization(grpc.aio.ServerInterceptor):
         CALLER.set(identity)  # each call runs in a task of its own: the value is this call's alone
 
     async def _denied(self, identity: str, rule: Rule | None, request: Any) -> str | None:
-        """Why `identity` may not make this call, or None when it may."""
+        """Why `identity` may not make this call, or None when it may (what the request names is cut to size:
+        the reason goes into a log line and the status the caller gets)."""
         policy = self.policy
         if rule is None:
             return "the policy knows no such method"
@@ -68,15 +70,15 @@ class Authorization(grpc.aio.ServerInterceptor):
                 request.instance_id)
             if target is None or target == service:  # an unknown instance: the handler answers NOT_FOUND
                 return None
-            return f"instances of {target!r} are not {service!r}'s"
+            return f"instances of {shown(target)} are not {service!r}'s"
         if rule is Rule.READ_CONFIG:
             if request.service == service or request.service in policy.read_config.get(service, ()):
                 return None
-            return f"the config of {request.service!r} is not {service!r}'s to read (policy: read_config)"
+            return f"the config of {shown(request.service)} is not {service!r}'s to read (policy: read_config)"
         if rule is Rule.START_SAGA:
             if request.definition_name in policy.start_sagas.get(service, ()):
                 return None
-            return f"{service!r} may not start {request.definition_name!r} sagas (policy: start_sagas)"
+            return f"{service!r} may not start {shown(request.definition_name)} sagas (policy: start_sagas)"
         return "no rule allows it"
 
 

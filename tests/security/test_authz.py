@@ -183,6 +183,22 @@ def test_only_operators_write_config_and_the_author_is_their_identity(
     assert refused(lambda: config(as_("service", "authz-written")).Rollback(rollback, timeout=5)) == DENIED
 
 
+def test_a_refusal_names_what_the_request_named_cut_to_size(as_: Callable[[str, str], grpc.Channel]) -> None:
+    huge = "s" * 100_000  # authorization runs before the handler checks names: the reason must not echo it whole
+    calls = [
+        lambda: config(as_("service", "payment")).GetConfig(config_pb2.GetConfigRequest(service=huge), timeout=5),
+        lambda: registry(as_("service", "payment")).Register(registry_pb2.RegisterRequest(
+            service=huge, address="127.0.0.1", port=1, check=ttl(30)), timeout=5),
+        lambda: saga_pb2_grpc.SagaServiceStub(as_("service", "payment")).StartSaga(
+            saga_pb2.StartSagaRequest(definition_name=huge), timeout=5),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as error:
+            call()
+        assert error.value.code() == DENIED and "100000 characters" in error.value.details()
+        assert len(error.value.details()) < 500
+
+
 # --- sagas and xDS -------------------------------------------------------------------------------------------
 
 

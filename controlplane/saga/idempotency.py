@@ -47,6 +47,8 @@ import grpc
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from controlplane.names import shown
+
 IDEMPOTENCY_KEY = "idempotency-key"
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -230,7 +232,7 @@ def idempotent(store: IdempotencyStore, *, header: str = IDEMPOTENCY_KEY,
                 if claim.recorded is not None:
                     if claim.recorded.request_fingerprint != fingerprint:
                         context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                      f"idempotency key {key!r} was used before with a different request")
+                                      f"idempotency key {shown(key)} was used before with a different request")
                     return _replay(claim.recorded)
                 response = method(self, request, context)
                 claim.record(Recorded(fingerprint, response.DESCRIPTOR.full_name, response.SerializeToString()))

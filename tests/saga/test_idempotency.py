@@ -128,6 +128,20 @@ def test_failures_are_not_recorded_and_a_key_reused_for_another_request_is_refus
     assert len({a.payment.payment_id for a in without_key}) == 2
 
 
+def test_a_refused_reuse_echoes_a_long_key_cut_to_size() -> None:
+    server, stub, channel = serve(Payments(MemoryIdempotencyStore()))
+    key = "k" * 6000  # within gRPC's metadata limit, but not something to echo whole in a status
+    try:
+        charge(stub, key, amount=100)
+        with pytest.raises(grpc.RpcError) as reused:
+            charge(stub, key, amount=200)
+    finally:
+        channel.close()
+        server.stop(0)
+    assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "6000 characters" in reused.value.details() and len(reused.value.details()) < 300
+
+
 def test_sqlite_records_survive_a_participant_restart(tmp_path: Path) -> None:
     path = tmp_path / "records.db"
     answers = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +19,18 @@ from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import ControlPlaneProcess, HealthServer
 
 _names = itertools.count()
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI timeout, `timeout`, `kill`) ends the run as Ctrl-C does: fixtures are torn down, so every
+    Consul agent, control plane and demo process the tests started is stopped (Python's default for SIGTERM is to
+    exit at once, leaving them running)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
 
 # Spans of the processes the tests start (control planes, demo services) go to a folder of their own,
 # not into the working tree's .traces/.

@@ -81,7 +81,7 @@ test: deps
 # The generative suite at length: FUZZ_EXAMPLES requests per RPC (`make test` runs a few per RPC).
 FUZZ_EXAMPLES ?= 300
 fuzz: deps
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=$${FUZZ_REPORT:-.run/fuzz-report.json} $(PY) -m pytest tests/fuzz tests/xds/test_ads_generated.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_REPORT=$${FUZZ_REPORT:-.run/fuzz-report.json} $(PY) -m pytest tests/fuzz tests/xds/test_ads_generated.py tests/config/test_schema_generated.py
 
 # The crash campaign at length: CRASH_SECONDS of SIGKILLs during order traffic (`make test` runs 60 s).
 CRASH_SECONDS ?= 300

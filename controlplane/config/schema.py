@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,7 +26,7 @@ from referencing.exceptions import Unresolvable
 
 from controlplane.config import safe_regex
 from controlplane.config.document import SECRET, is_secret_ref, render_path, walk
-from controlplane.errors import FieldViolation
+from controlplane.errors import FieldViolation, LimitExceeded
 from controlplane.text import cut, decimal
 
 safe_regex.install()
@@ -215,9 +216,51 @@ def _local_ref_problem(schema: Mapping[str, Any], ref: str) -> str | None:
 T = TypeVar("T")
 # Schema checks run here, one at a time, so a heavy one never holds the event loop (the loop thread still
 # gets the interpreter every few milliseconds) and heavy requests queue behind each other, not beside.
-_CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-checks")
+MAX_WAITING_CHECKS = 32
+
+
+class _Abandoned(Exception):
+    """A check skipped because its caller stopped waiting for it (nobody reads this)."""
+
+
+class CheckWorker:
+    """One thread for CPU-heavy checks, with at most `max_waiting` of them waiting or running.
+
+    A client sending schemas at the size cap faster than they can be checked would otherwise queue minutes
+    of work ahead of every other config write (whose callers' deadlines run out meanwhile): past the bound a
+    check is refused at once with RESOURCE_EXHAUSTED. A check whose caller went away before its turn came
+    is not run.
+    """
+
+    def __init__(self, max_waiting: int = MAX_WAITING_CHECKS) -> None:
+        self.max_waiting = max_waiting
+        self.waiting = 0  # changed on the event loop only
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-checks")
+
+    async def run(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.waiting >= self.max_waiting:
+            raise LimitExceeded(f"{self.waiting} config checks are waiting already; retry shortly")
+        self.waiting += 1
+        abandoned = threading.Event()
+
+        def turn() -> T:
+            if abandoned.is_set():
+                raise _Abandoned
+            return check(*args, **kwargs)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, turn)
+        except asyncio.CancelledError:
+            abandoned.set()
+            raise
+        finally:
+            self.waiting -= 1
+
+
+_CHECKS = CheckWorker()
 
 
 async def off_loop(check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a CPU-heavy check (check_schema, violations...) off the event loop and await its result."""
-    return await asyncio.get_running_loop().run_in_executor(_CHECKS, lambda: check(*args, **kwargs))
+    """Run a CPU-heavy check (check_schema, violations...) off the event loop and await its result;
+    LimitExceeded when MAX_WAITING_CHECKS are waiting already."""
+    return await _CHECKS.run(check, *args, **kwargs)

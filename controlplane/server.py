@@ -83,7 +83,7 @@ class ControlPlane:
         interceptors = list(aio_server_interceptors(metrics=metrics))
         if s.authz_policy:  # innermost: a denied call is still traced and counted, and reaches no handler
             interceptors.append(Authorization(Policy.load(s.authz_policy), store.service_of))
-        server = grpc.aio.server(interceptors=interceptors)
+        server = grpc.aio.server(interceptors=interceptors, maximum_concurrent_rpcs=s.max_concurrent_rpcs)
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
         self._config = ConfigServicer.create(
             client, blocking, s.config, blocking_wait=s.cache.blocking_wait, backoff=s.cache.backoff,

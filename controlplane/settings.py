@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from controlplane.config.settings import ConfigSettings
 from controlplane.consul.access import ConsulAccess
-from controlplane.flags import seconds
+from controlplane.flags import seconds, whole
 from controlplane.registry.cache import CacheSettings
 from controlplane.saga.settings import SagaSettings
 from controlplane.security.tls import ClientTLS, ServerTLS
@@ -40,6 +40,9 @@ class ServerSettings:
     consul_probe_timeout: float = 1.0
     # Time in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = 10.0
+    # Calls (streams included: Watch, WatchConfig, WatchSaga, ADS) served at once (CONTROLPLANE_MAX_CONCURRENT_RPCS);
+    # past it gRPC answers RESOURCE_EXHAUSTED at once instead of the process taking on work without bound.
+    max_concurrent_rpcs: int = 10_000
     # host:port of the Prometheus metrics endpoint (CONTROLPLANE_METRICS_LISTEN); "" serves none.
     metrics_listen: str = "127.0.0.1:9464"
     # TLS: this server's certificate and key (CONTROLPLANE_TLS_CERT/_KEY); with a client CA
@@ -92,6 +95,10 @@ class ServerSettings:
         parser.add_argument("--shutdown-grace", type=seconds(0, 3600),
                             default=env.get("CONTROLPLANE_SHUTDOWN_GRACE", defaults.shutdown_grace),
                             help="seconds in-flight calls get after SIGTERM [env CONTROLPLANE_SHUTDOWN_GRACE]")
+        parser.add_argument("--max-concurrent-rpcs", type=whole(1, 1_000_000),
+                            default=env.get("CONTROLPLANE_MAX_CONCURRENT_RPCS", defaults.max_concurrent_rpcs),
+                            help="calls and streams served at once; more are RESOURCE_EXHAUSTED "
+                                 "[env CONTROLPLANE_MAX_CONCURRENT_RPCS, default %(default)s]")
         parser.add_argument("--metrics-listen", default=env.get("CONTROLPLANE_METRICS_LISTEN", defaults.metrics_listen),
                             help="host:port of the Prometheus metrics endpoint, '' for none "
                                  "[env CONTROLPLANE_METRICS_LISTEN, default %(default)s]")
@@ -117,6 +124,7 @@ class ServerSettings:
             consul_probe_interval=args.consul_probe_interval,
             consul_probe_timeout=args.consul_probe_timeout,
             shutdown_grace=args.shutdown_grace,
+            max_concurrent_rpcs=args.max_concurrent_rpcs,
             metrics_listen=args.metrics_listen,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

@@ -19,6 +19,7 @@ NUMERIC_FLAGS = {
     "--blocking-wait": ("CONTROLPLANE_BLOCKING_WAIT", "30", ["0", "601"]),
     "--retry-max": ("CONTROLPLANE_RETRY_MAX", "0.2", ["0"]),
     "--shutdown-grace": ("CONTROLPLANE_SHUTDOWN_GRACE", "0", ["3601"]),
+    "--max-concurrent-rpcs": ("CONTROLPLANE_MAX_CONCURRENT_RPCS", "2", ["0", "1000001", "1.5"]),
     "--saga-session-ttl": ("CONTROLPLANE_SAGA_SESSION_TTL", "12", ["9.9", "86401"]),
     "--saga-liveness-ttl": ("CONTROLPLANE_SAGA_LIVENESS_TTL", "0", ["0.01"]),
     "--saga-group-commit-window": ("CONTROLPLANE_SAGA_GROUP_COMMIT_WINDOW", "0", ["1.5"]),
@@ -61,6 +62,7 @@ def test_good_values_reach_the_settings_from_flags_and_from_the_environment() ->
     env = {variable: good for variable, good, _ in NUMERIC_FLAGS.values()}
     for settings in (ServerSettings.from_args(argv, env={}), ServerSettings.from_args([], env=env)):
         assert settings.consul_timeout == 2.5
+        assert settings.max_concurrent_rpcs == 2
         assert settings.cache.blocking_wait == 30.0
         assert settings.saga.session_ttl == 12.0
         assert settings.saga.liveness_ttl == 0.0

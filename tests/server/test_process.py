@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.server import SERVICE_NAMES
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
-from tests.helpers import ROOT, ControlPlaneProcess
+from tests.helpers import ROOT, ControlPlaneProcess, wait_until
 from tests.registry.test_watch import WatchReader
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -79,3 +79,31 @@ def test_serve_documents_its_flags_and_environment_variables():
     assert done.returncode == 0
     for flag in ("--listen", "--consul", "CONSUL_HTTP_ADDR", "CONTROLPLANE_LISTEN"):
         assert flag in done.stdout
+
+
+def test_past_max_concurrent_rpcs_a_call_is_resource_exhausted_until_one_ends(consul, tmp_path):
+    plane = ControlPlaneProcess(consul.http_addr, log_path=tmp_path / "cp.log",
+                                extra_args=["--max-concurrent-rpcs", "3"]).start()
+    try:
+        with grpc.insecure_channel(plane.address) as channel:
+            registry = registry_pb2_grpc.RegistryServiceStub(channel)
+            readers = [WatchReader(registry.Watch(registry_pb2.WatchRequest(service=f"limit-{n}"), timeout=60))
+                       for n in range(3)]
+            for reader in readers:
+                reader.next()  # each stream is being served
+            with pytest.raises(grpc.RpcError) as refused:
+                registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            readers[0].call.cancel()
+            answer = wait_until(lambda: _answered(registry), timeout=10, what="a call once a stream has ended")
+            assert answer is not None
+    finally:
+        plane.kill()
+
+
+def _answered(registry: registry_pb2_grpc.RegistryServiceStub) -> registry_pb2.ListServicesResponse | None:
+    try:
+        return registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # the server is still counting the ended stream
+        return None

@@ -16,7 +16,7 @@ from controlplane.v1 import config_pb2, config_pb2_grpc, saga_pb2, saga_pb2_grpc
 from demo.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from demo.order.v1 import order_pb2, order_pb2_grpc
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
-from tests.helpers import wait_until
+from tests.helpers import running, wait_until
 from tests.stack import Stack, running_stack
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
@@ -199,11 +199,3 @@ def config_versions(stack: Stack) -> list[int]:
             config_pb2.ListVersionsRequest(service="payment"), timeout=10)
     return [v.version for v in listed.versions]
 
-
-def running(pid: int) -> bool:
-    """True while `pid` is a live process (a zombie waiting to be reaped has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"

@@ -9,18 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.helpers import wait_until
+from tests.helpers import running, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie, dead but not yet reaped by its parent, is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_sigterm_tears_fixtures_down_and_their_processes_stop(tmp_path: Path) -> None:
@@ -49,14 +40,14 @@ def test_sigterm_tears_fixtures_down_and_their_processes_stop(tmp_path: Path) ->
     try:
         wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the fixture's child to start")
         child = int(pid_file.read_text())
-        assert _alive(child)
+        assert running(child)
         run.send_signal(signal.SIGTERM)
         output, _ = run.communicate(timeout=60)
-        assert not _alive(child), f"the fixture's child {child} outlived the run:\n{output}"
+        assert not running(child), f"the fixture's child {child} outlived the run:\n{output}"
         assert run.returncode != 0
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
-        if pid_file.exists() and _alive(int(pid_file.read_text())):
+        if pid_file.exists() and running(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)

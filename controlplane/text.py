@@ -1,4 +1,5 @@
-"""Cutting texts to size: what a client sent is echoed in statuses, logs and status RPCs, never whole."""
+"""Texts clients and operators send: cut to size before they are echoed (statuses, logs, status RPCs), and
+numbers read from ASCII digits only."""
 
 from __future__ import annotations
 

@@ -20,13 +20,17 @@ def status(control_plane: str) -> int:
     """Each replica's ADS streams (ask every replica: a stream lives on the one it reached)."""
     for address in endpoints.parse(control_plane):
         with as_connection(address).channel() as channel:
-            reply = xds_pb2_grpc.XdsStatusServiceStub(channel).ListXdsClients(xds_pb2.ListXdsClientsRequest(),
-                                                                               timeout=5)
-        counters = reply.counters
-        print(f"{address}: {len(reply.clients)} ADS streams; responses {sum(counters.responses.values())}, "
+            stub = xds_pb2_grpc.XdsStatusServiceStub(channel)
+            pages = [stub.ListXdsClients(xds_pb2.ListXdsClientsRequest(), timeout=5)]
+            while pages[-1].next_page_token:
+                pages.append(stub.ListXdsClients(
+                    xds_pb2.ListXdsClientsRequest(page_token=pages[-1].next_page_token), timeout=5))
+        counters = pages[0].counters
+        clients = [client for page in pages for client in page.clients]
+        print(f"{address}: {len(clients)} ADS streams; responses {sum(counters.responses.values())}, "
               f"ACKs {sum(counters.acks.values())}, NACKs {sum(counters.nacks.values())}, "
               f"refused before sending {counters.refused}")
-        for client in reply.clients:
+        for client in clients:
             environment = client.environment or "default"
             print(f"  {client.node_id or '?'} ({client.peer}) {client.user_agent} env={environment}")
             for sub in client.subscriptions:

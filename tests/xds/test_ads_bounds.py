@@ -189,3 +189,31 @@ def test_a_resource_name_longer_than_any_of_ours_is_invalid_argument() -> None:
     answer = first_answer(w.DiscoveryRequest(type_url=CLUSTER, resource_names=["svc", "s" * (MAX_CLIENT_TEXT + 1)]))
     assert isinstance(answer, grpc.Status) and answer.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "resource_names[1]" in answer.details
+
+
+def test_the_status_rpc_pages_streams_by_count_and_by_bytes() -> None:
+    from controlplane.v1 import xds_pb2
+    from controlplane.xds.ads import MAX_NAMES, Stream, Subscription
+    from controlplane.xds.status import MAX_PAGE_BYTES, XdsStatusServicer
+
+    ads = AggregatedDiscovery(ServiceViews(never_used, never_used))
+    for n in range(1, 8):  # each stream as big as a client can make it: 3 types x 256 names of 512 characters
+        names = frozenset(f"{n}-{i}-".ljust(MAX_CLIENT_TEXT, "x") for i in range(MAX_NAMES))
+        ads.streams[n] = Stream(peer=f"ipv4:127.0.0.1:{n}", node_id=f"node-{n}",
+                                subscriptions={t: Subscription(names=names) for t in (LISTENER, CLUSTER)})
+    servicer = XdsStatusServicer(ads)
+
+    def pages(size: int) -> list[xds_pb2.ListXdsClientsResponse]:
+        found = [asyncio.run(servicer.ListXdsClients(xds_pb2.ListXdsClientsRequest(page_size=size), Context()))]
+        while found[-1].next_page_token:
+            found.append(asyncio.run(servicer.ListXdsClients(xds_pb2.ListXdsClientsRequest(
+                page_size=size, page_token=found[-1].next_page_token), Context())))  # type: ignore[arg-type]
+        return found
+
+    by_bytes = pages(0)
+    assert len(by_bytes) > 1 and all(page.ByteSize() <= MAX_PAGE_BYTES for page in by_bytes)
+    assert [c.node_id for page in by_bytes for c in page.clients] == [f"node-{n}" for n in range(1, 8)]
+    assert [len(page.clients) for page in pages(1)] == [1] * 7
+    with pytest.raises(Aborted) as refused:
+        asyncio.run(servicer.ListXdsClients(xds_pb2.ListXdsClientsRequest(page_token="²"), Context()))
+    assert refused.value.status.code == grpc.StatusCode.INVALID_ARGUMENT

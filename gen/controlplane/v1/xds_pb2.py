@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ontrolplane/v1/xds.proto\x12\x0f\x63ontrolplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n\x15ListXdsClientsRequest\"u\n\x16ListXdsClientsResponse\x12+\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1a.controlplane.v1.XdsClient\x12.\n\x08\x63ounters\x18\x02 \x01(\x0b\x32\x1c.controlplane.v1.XdsCounters\"\xd4\x01\n\tXdsClient\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cnode_cluster\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x12\n\nuser_agent\x18\x04 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x05 \x01(\t\x12\x30\n\x0c\x63onnected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\rsubscriptions\x18\x07 \x03(\x0b\x32 .controlplane.v1.XdsSubscription\"\x9d\x01\n\x0fXdsSubscription\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\x16\n\x0eresource_names\x18\x02 \x03(\t\x12\x14\n\x0csent_version\x18\x03 \x01(\t\x12\x15\n\racked_version\x18\x04 \x01(\t\x12\x11\n\tlast_nack\x18\x05 \x01(\t\x12\r\n\x05nacks\x18\x06 \x01(\r\x12\x11\n\tresponses\x18\x07 \x01(\r\"\xd9\x02\n\x0bXdsCounters\x12>\n\tresponses\x18\x01 \x03(\x0b\x32+.controlplane.v1.XdsCounters.ResponsesEntry\x12\x34\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32&.controlplane.v1.XdsCounters.AcksEntry\x12\x36\n\x05nacks\x18\x03 \x03(\x0b\x32\'.controlplane.v1.XdsCounters.NacksEntry\x12\x0f\n\x07refused\x18\x04 \x01(\x04\x1a\x30\n\x0eResponsesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a+\n\tAcksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nNacksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32u\n\x10XdsStatusService\x12\x61\n\x0eListXdsClients\x12&.controlplane.v1.ListXdsClientsRequest\x1a\'.controlplane.v1.ListXdsClientsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ontrolplane/v1/xds.proto\x12\x0f\x63ontrolplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x15ListXdsClientsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x8e\x01\n\x16ListXdsClientsResponse\x12+\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1a.controlplane.v1.XdsClient\x12.\n\x08\x63ounters\x18\x02 \x01(\x0b\x32\x1c.controlplane.v1.XdsCounters\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xd4\x01\n\tXdsClient\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x14\n\x0cnode_cluster\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x12\n\nuser_agent\x18\x04 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x05 \x01(\t\x12\x30\n\x0c\x63onnected_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\rsubscriptions\x18\x07 \x03(\x0b\x32 .controlplane.v1.XdsSubscription\"\x9d\x01\n\x0fXdsSubscription\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\x16\n\x0eresource_names\x18\x02 \x03(\t\x12\x14\n\x0csent_version\x18\x03 \x01(\t\x12\x15\n\racked_version\x18\x04 \x01(\t\x12\x11\n\tlast_nack\x18\x05 \x01(\t\x12\r\n\x05nacks\x18\x06 \x01(\r\x12\x11\n\tresponses\x18\x07 \x01(\r\"\xd9\x02\n\x0bXdsCounters\x12>\n\tresponses\x18\x01 \x03(\x0b\x32+.controlplane.v1.XdsCounters.ResponsesEntry\x12\x34\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32&.controlplane.v1.XdsCounters.AcksEntry\x12\x36\n\x05nacks\x18\x03 \x03(\x0b\x32\'.controlplane.v1.XdsCounters.NacksEntry\x12\x0f\n\x07refused\x18\x04 \x01(\x04\x1a\x30\n\x0eResponsesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a+\n\tAcksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nNacksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32u\n\x10XdsStatusService\x12\x61\n\x0eListXdsClients\x12&.controlplane.v1.ListXdsClientsRequest\x1a\'.controlplane.v1.ListXdsClientsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,21 +39,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_XDSCOUNTERS_NACKSENTRY']._loaded_options = None
   _globals['_XDSCOUNTERS_NACKSENTRY']._serialized_options = b'8\001'
   _globals['_LISTXDSCLIENTSREQUEST']._serialized_start=79
-  _globals['_LISTXDSCLIENTSREQUEST']._serialized_end=102
-  _globals['_LISTXDSCLIENTSRESPONSE']._serialized_start=104
-  _globals['_LISTXDSCLIENTSRESPONSE']._serialized_end=221
-  _globals['_XDSCLIENT']._serialized_start=224
-  _globals['_XDSCLIENT']._serialized_end=436
-  _globals['_XDSSUBSCRIPTION']._serialized_start=439
-  _globals['_XDSSUBSCRIPTION']._serialized_end=596
-  _globals['_XDSCOUNTERS']._serialized_start=599
-  _globals['_XDSCOUNTERS']._serialized_end=944
-  _globals['_XDSCOUNTERS_RESPONSESENTRY']._serialized_start=805
-  _globals['_XDSCOUNTERS_RESPONSESENTRY']._serialized_end=853
-  _globals['_XDSCOUNTERS_ACKSENTRY']._serialized_start=855
-  _globals['_XDSCOUNTERS_ACKSENTRY']._serialized_end=898
-  _globals['_XDSCOUNTERS_NACKSENTRY']._serialized_start=900
-  _globals['_XDSCOUNTERS_NACKSENTRY']._serialized_end=944
-  _globals['_XDSSTATUSSERVICE']._serialized_start=946
-  _globals['_XDSSTATUSSERVICE']._serialized_end=1063
+  _globals['_LISTXDSCLIENTSREQUEST']._serialized_end=141
+  _globals['_LISTXDSCLIENTSRESPONSE']._serialized_start=144
+  _globals['_LISTXDSCLIENTSRESPONSE']._serialized_end=286
+  _globals['_XDSCLIENT']._serialized_start=289
+  _globals['_XDSCLIENT']._serialized_end=501
+  _globals['_XDSSUBSCRIPTION']._serialized_start=504
+  _globals['_XDSSUBSCRIPTION']._serialized_end=661
+  _globals['_XDSCOUNTERS']._serialized_start=664
+  _globals['_XDSCOUNTERS']._serialized_end=1009
+  _globals['_XDSCOUNTERS_RESPONSESENTRY']._serialized_start=870
+  _globals['_XDSCOUNTERS_RESPONSESENTRY']._serialized_end=918
+  _globals['_XDSCOUNTERS_ACKSENTRY']._serialized_start=920
+  _globals['_XDSCOUNTERS_ACKSENTRY']._serialized_end=963
+  _globals['_XDSCOUNTERS_NACKSENTRY']._serialized_start=965
+  _globals['_XDSCOUNTERS_NACKSENTRY']._serialized_end=1009
+  _globals['_XDSSTATUSSERVICE']._serialized_start=1011
+  _globals['_XDSSTATUSSERVICE']._serialized_end=1128
 # @@protoc_insertion_point(module_scope)

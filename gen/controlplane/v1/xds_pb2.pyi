@@ -10,16 +10,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListXdsClientsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListXdsClientsResponse(_message.Message):
-    __slots__ = ("clients", "counters")
+    __slots__ = ("clients", "counters", "next_page_token")
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     clients: _containers.RepeatedCompositeFieldContainer[XdsClient]
     counters: XdsCounters
-    def __init__(self, clients: _Optional[_Iterable[_Union[XdsClient, _Mapping]]] = ..., counters: _Optional[_Union[XdsCounters, _Mapping]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, clients: _Optional[_Iterable[_Union[XdsClient, _Mapping]]] = ..., counters: _Optional[_Union[XdsCounters, _Mapping]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class XdsClient(_message.Message):
     __slots__ = ("node_id", "node_cluster", "peer", "user_agent", "environment", "connected_at", "subscriptions")

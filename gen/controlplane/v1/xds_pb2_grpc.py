@@ -51,7 +51,8 @@ class XdsStatusServiceServicer:
     """
 
     def ListXdsClients(self, request, context):
-        """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed.
+        """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed; a page
+        at a time, oldest stream first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

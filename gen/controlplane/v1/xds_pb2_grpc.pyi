@@ -37,7 +37,9 @@ class XdsStatusServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> XdsStatusServiceAsyncStub: ...
     ListXdsClients: _grpc.UnaryUnaryMultiCallable[_xds_pb2.ListXdsClientsRequest, _xds_pb2.ListXdsClientsResponse]
-    """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed."""
+    """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed; a page
+    at a time, oldest stream first.
+    """
 
 @_typing.type_check_only
 class XdsStatusServiceAsyncStub(XdsStatusServiceStub):
@@ -48,7 +50,9 @@ class XdsStatusServiceAsyncStub(XdsStatusServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListXdsClients: _aio.UnaryUnaryMultiCallable[_xds_pb2.ListXdsClientsRequest, _xds_pb2.ListXdsClientsResponse]  # type: ignore[assignment]
-    """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed."""
+    """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed; a page
+    at a time, oldest stream first.
+    """
 
 class XdsStatusServiceServicer(metaclass=_abc_1.ABCMeta):
     """What the xDS server of one replica is doing: its ADS streams and where each subscription stands (a
@@ -62,6 +66,8 @@ class XdsStatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _xds_pb2.ListXdsClientsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_xds_pb2.ListXdsClientsResponse, _abc.Awaitable[_xds_pb2.ListXdsClientsResponse]]:
-        """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed."""
+        """The ADS streams this replica serves now, and what its streams have sent, had ACKed and NACKed; a page
+        at a time, oldest stream first.
+        """
 
 def add_XdsStatusServiceServicer_to_server(servicer: XdsStatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,11 +14,13 @@ from typing import Any
 
 import grpc
 
+from controlplane.log_budget import LogBudget
 from controlplane.names import shown
 from controlplane.security.identity import CALLER, certificate_identity, token_identity
 from controlplane.security.policy import Policy, Rule, rule_for
 
 log = logging.getLogger(__name__)
+_denials = LogBudget(log)  # per identity: a client retrying a refused call does not fill the log
 
 InstanceService = Callable[[str], Awaitable[str | None]]
 
@@ -48,7 +50,7 @@ class Authorization(grpc.aio.ServerInterceptor):
         assert identity is not None
         why = await self._denied(identity, rule, request)
         if why is not None:
-            log.warning("denied %s to %s: %s", method, identity, why)
+            _denials.log(logging.WARNING, identity, "denied %s to %s: %s", method, identity, why)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call {method}: {why}")
         CALLER.set(identity)  # each call runs in a task of its own: the value is this call's alone
 

@@ -29,6 +29,7 @@ from google.protobuf import any_pb2
 
 from controlplane.config.validation import check_environment
 from controlplane.errors import DomainError, FieldViolation, LimitExceeded, grpc_status_for, raise_if
+from controlplane.log_budget import LogBudget
 from controlplane.names import shown
 from controlplane.text import cut
 from controlplane.xds.resources import LISTENER, TYPES, problems, service_of, version_of
@@ -36,6 +37,7 @@ from controlplane.xds.v1 import envoy_wire_pb2 as w
 from controlplane.xds.views import ServiceView, ServiceViews
 
 log = logging.getLogger(__name__)
+_nacks = LogBudget(log)  # per node: a client NACKing in a loop writes a few lines a minute
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 METHOD = f"/{SERVICE}/StreamAggregatedResources"
@@ -182,8 +184,9 @@ class AggregatedDiscovery:
                 sub.last_nack = _clip(request.error_detail.message)
                 sub.nacks += 1
                 Counters.bump(self.counters.nacks, type_url)
-                log.warning("xds: %s (%s) NACKed %s version %s: %s", shown(stream.node_id), stream.peer,
-                            _short(type_url), sub.sent_version, shown(request.error_detail.message, MAX_CLIENT_TEXT))
+                _nacks.log(logging.WARNING, (stream.node_id, stream.peer), "xds: %s (%s) NACKed %s version %s: %s",
+                           shown(stream.node_id), stream.peer, _short(type_url), sub.sent_version,
+                           shown(request.error_detail.message, MAX_CLIENT_TEXT))
             else:
                 sub.acked_version = request.version_info
                 sub.last_nack = ""

@@ -35,12 +35,16 @@ class XdsStatusServicer(xds_pb2_grpc.XdsStatusServiceServicer):
         for stream_id, stream in sorted(self._ads.streams.items()):
             if stream_id <= after:
                 continue
+            if len(response.clients) == size:
+                response.next_page_token = str(after)
+                break
             client = _client(stream)
-            if len(response.clients) == size or (response.clients and used + client.ByteSize() > MAX_PAGE_BYTES):
+            client_bytes = client.ByteSize() + 4  # with the field's tag and length
+            if response.clients and used + client_bytes > MAX_PAGE_BYTES:
                 response.next_page_token = str(after)
                 break
             response.clients.append(client)
-            used += client.ByteSize() + 4  # the field's tag and length
+            used += client_bytes
             after = stream_id
         return response
 

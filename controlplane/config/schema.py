@@ -10,12 +10,9 @@ length, enum) cannot be checked without resolving, so they are not reported at a
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from jsonschema import validators
@@ -26,7 +23,7 @@ from referencing.exceptions import Unresolvable
 
 from controlplane.config import safe_regex
 from controlplane.config.document import SECRET, is_secret_ref, render_path, walk
-from controlplane.errors import FieldViolation, LimitExceeded
+from controlplane.errors import FieldViolation
 from controlplane.text import cut, decimal
 
 safe_regex.install()
@@ -47,7 +44,7 @@ _SAME_INSTANCE_ONE = ("not", "if", "then", "else")
 def check_schema(schema: Mapping[str, Any], root: str = "schema") -> list[FieldViolation]:
     """Every reason `schema` is not a usable JSON Schema, with paths under `root`.
 
-    CPU-heavy for large schemas: call it through `off_loop` from asyncio code.
+    CPU-heavy for large schemas: call it through `check_queue.off_loop` from asyncio code.
     """
     nodes = sum(1 for _, value in walk(schema) if isinstance(value, dict | list))
     if nodes > MAX_SCHEMA_NODES:
@@ -80,7 +77,7 @@ def check_schema(schema: Mapping[str, Any], root: str = "schema") -> list[FieldV
 def violations(schema: Mapping[str, Any], document: Any, root: str = "content") -> list[FieldViolation]:
     """Every way `document` violates `schema`, each with its path under `root`; [] when it conforms.
 
-    CPU-heavy for large documents: call it through `off_loop` from asyncio code.
+    CPU-heavy for large documents: call it through `check_queue.off_loop` from asyncio code.
     """
     secrets = {path for path, value in walk(document) if is_secret_ref(value)}
     validator = _validator(schema)
@@ -211,56 +208,3 @@ def _local_ref_problem(schema: Mapping[str, Any], ref: str) -> str | None:
         else:
             return f"points at nothing in this schema: {ref!r}"
     return None
-
-
-T = TypeVar("T")
-# Schema checks run here, one at a time, so a heavy one never holds the event loop (the loop thread still
-# gets the interpreter every few milliseconds) and heavy requests queue behind each other, not beside.
-MAX_WAITING_CHECKS = 32
-
-
-class _Abandoned(Exception):
-    """A check skipped because its caller stopped waiting for it (nobody reads this)."""
-
-
-class CheckWorker:
-    """One thread for CPU-heavy checks, with at most `max_waiting` of them waiting or running.
-
-    A client sending schemas at the size cap faster than they can be checked would otherwise queue minutes
-    of work ahead of every other config write (whose callers' deadlines run out meanwhile): past the bound a
-    check is refused at once with RESOURCE_EXHAUSTED. A check whose caller went away before its turn came
-    is not run.
-    """
-
-    def __init__(self, max_waiting: int = MAX_WAITING_CHECKS) -> None:
-        self.max_waiting = max_waiting
-        self.waiting = 0  # changed on the event loop only
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-checks")
-
-    async def run(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self.waiting >= self.max_waiting:
-            raise LimitExceeded(f"{self.waiting} config checks are waiting already; retry shortly")
-        self.waiting += 1
-        abandoned = threading.Event()
-
-        def turn() -> T:
-            if abandoned.is_set():
-                raise _Abandoned
-            return check(*args, **kwargs)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, turn)
-        except asyncio.CancelledError:
-            abandoned.set()
-            raise
-        finally:
-            self.waiting -= 1
-
-
-_CHECKS = CheckWorker()
-
-
-async def off_loop(check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a CPU-heavy check (check_schema, violations...) off the event loop and await its result;
-    LimitExceeded when MAX_WAITING_CHECKS are waiting already."""
-    return await _CHECKS.run(check, *args, **kwargs)

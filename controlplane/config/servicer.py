@@ -15,6 +15,7 @@ import grpc
 
 from controlplane.config import flags
 from controlplane.config import validation as v
+from controlplane.config.check_queue import CHECK_CALLER
 from controlplane.config.document import checksum
 from controlplane.config.model import Layer, MergedDocument, ServiceState, VersionEntry
 from controlplane.config.secrets import EnvSecretProvider, SecretProvider, resolve
@@ -100,6 +101,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
     async def SetConfig(
         self, request: config_pb2.SetConfigRequest, context: grpc.aio.ServicerContext
     ) -> config_pb2.SetConfigResponse:
+        _take_turns_as(context)
         content = from_struct(request.content)
         v.raise_if(
             v.check_service_name(request.service)
@@ -132,6 +134,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
     async def SetSchema(
         self, request: config_pb2.SetSchemaRequest, context: grpc.aio.ServicerContext
     ) -> config_pb2.SetSchemaResponse:
+        _take_turns_as(context)
         schema = from_struct(request.schema)
         v.raise_if(
             v.check_service_name(request.service)
@@ -195,6 +198,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
     async def Rollback(
         self, request: config_pb2.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> config_pb2.RollbackResponse:
+        _take_turns_as(context)
         v.raise_if(
             v.check_service_name(request.service)
             + v.check_environment(request.environment)
@@ -285,6 +289,12 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         if document.updated_at is not None:
             wire.updated_at.CopyFrom(timestamp(document.updated_at))
         return wire
+
+
+def _take_turns_as(context: grpc.aio.ServicerContext) -> None:
+    """Name this call's caller for the config check queue (its identity, else its connection), so callers
+    take turns there. Each call runs in a task of its own: the value is this call's alone."""
+    CHECK_CALLER.set(identity.CALLER.get() or context.peer() or "")
 
 
 def _check_names(service: str, environment: str) -> None:

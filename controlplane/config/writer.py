@@ -18,6 +18,7 @@ from typing import Any
 
 from controlplane.config import flags
 from controlplane.config import schema as schemas
+from controlplane.config.check_queue import off_loop
 from controlplane.config.diff import summarize
 from controlplane.config.model import (
     Layer,
@@ -62,7 +63,7 @@ class ConfigWriter:
             version = state.head + 1
             now = time.time()
             layer = Layer(environment, content, version, author, now, message)
-            _raise_violations(await schemas.off_loop(_document_violations, state.with_layer(layer), environment,
+            _raise_violations(await off_loop(_document_violations, state.with_layer(layer), environment,
                                                      state.schema))
             entry = VersionEntry(
                 version=version,
@@ -108,11 +109,11 @@ class ConfigWriter:
         self, service: str, schema: Mapping[str, Any], *, expected_version: int, author: str
     ) -> SchemaRecord:
         """Replace the schema if it is at `expected_version` and every served document satisfies it."""
-        _raise_violations(await schemas.off_loop(schemas.check_schema, schema))
+        _raise_violations(await off_loop(schemas.check_schema, schema))
         for attempt in range(self._max_attempts):
             _, state = await self._store.load(service)
             _expect("schema", service, state.schema.version if state.schema else 0, expected_version)
-            problems = await schemas.off_loop(_served_violations, state, schema)
+            problems = await off_loop(_served_violations, state, schema)
             if problems:
                 raise ValidationError(
                     problems,

@@ -12,7 +12,7 @@ import pytest
 
 from controlplane.config.wire import to_struct
 from controlplane.errors import field_violations
-from controlplane.v1 import config_pb2, registry_pb2, registry_pb2_grpc
+from controlplane.v1 import config_pb2, config_pb2_grpc, registry_pb2, registry_pb2_grpc
 from tests.config.conftest import set_config
 
 
@@ -157,3 +157,28 @@ def test_list_versions_refuses_page_tokens_it_never_issued(config, service, toke
     set_config(config, service, {"a": 1})
     error = refused(config.ListVersions, config_pb2.ListVersionsRequest(service=service, page_token=token))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_caller_flooding_schema_checks_does_not_crowd_out_another_callers_write(control_plane, service) -> None:
+    # Each check of this schema holds the check thread for a while (about 0.2 s here); 40 at once from one
+    # connection filled the whole queue (32), and every other caller's write was RESOURCE_EXHAUSTED.
+    schema = to_struct({"type": "object",
+                        "properties": {f"p{i:03d}": {"type": "integer", "minimum": 0} for i in range(300)}})
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(control_plane.address, options=own_connection) as flood_channel, \
+            grpc.insecure_channel(control_plane.address, options=own_connection) as other_channel:
+        flood = config_pb2_grpc.ConfigServiceStub(flood_channel)
+        first_refusal = threading.Event()
+        calls = []
+        for n in range(40):
+            call = flood.SetSchema.future(config_pb2.SetSchemaRequest(service=f"{service}-{n}", schema=schema),
+                                          timeout=120)
+            call.add_done_callback(lambda done: done.exception() is not None and first_refusal.set())
+            calls.append(call)
+        assert first_refusal.wait(60)  # the flood has its share of the queue, and more was refused
+        written = set_config(config_pb2_grpc.ConfigServiceStub(other_channel), service, {"a": 1})
+        outcomes = [call.exception() for call in calls]
+    assert written.version == 1
+    refusals = [error for error in outcomes if error is not None]
+    assert refusals and {error.code() for error in refusals} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert all("of this caller" in error.details() for error in refusals)

@@ -24,7 +24,7 @@ import grpc.aio
 
 from controlplane.interceptors.aio_channel import intercepted_aio_channel
 from controlplane.interceptors.retries import RetryPolicy, RetryThrottling, service_config
-from controlplane.text import decimal
+from controlplane.text import tcp_port
 
 __all__ = [
     "IDEMPOTENT_METHODS", "START_SAGA", "aio_channel", "aio_dial", "channel", "channel_options", "dial", "parse",
@@ -138,8 +138,8 @@ def aio_dial(target: str, credentials: grpc.ChannelCredentials | None = None, *,
 
 def _split(address: str) -> tuple[str, str]:
     host, sep, port = address.rpartition(":")
-    if not sep or decimal(port, 5) is None:
-        raise ValueError(f"control-plane address {address!r} is not host:port")
+    if not sep or tcp_port(port) is None:
+        raise ValueError(f"control-plane address {address!r} is not host:port (port 1..65535)")
     return host.strip("[]"), port
 
 

@@ -3,7 +3,7 @@ numbers read from ASCII digits only."""
 
 from __future__ import annotations
 
-__all__ = ["cut", "decimal"]
+__all__ = ["cut", "decimal", "tcp_port"]
 
 
 def cut(text: str, limit: int) -> str:
@@ -20,3 +20,9 @@ def decimal(text: str, max_digits: int) -> int | None:
     if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
         return int(text)
     return None
+
+
+def tcp_port(text: str, lowest: int = 1) -> int | None:
+    """The TCP port `text` spells (ASCII digits, lowest..65535; 0 asks the system for a free one), else None."""
+    number = decimal(text, 5)
+    return number if number is not None and lowest <= number <= 65535 else None

@@ -19,16 +19,16 @@ from typing import Any
 
 import consul.aio
 
-from controlplane.text import decimal
+from controlplane.text import tcp_port
 
 
 def split_address(http_addr: str) -> tuple[str, int]:
     """'host:port' (optionally with an http:// or https:// prefix) -> (host, port)."""
     addr = http_addr.removeprefix("http://").removeprefix("https://").rstrip("/")
     host, _, port = addr.rpartition(":")
-    number = decimal(port, 5)
+    number = tcp_port(port)
     if not host or number is None:
-        raise ValueError(f"Consul address must be host:port, got {http_addr[:100]!r}")
+        raise ValueError(f"Consul address must be host:port (port 1..65535), got {http_addr[:100]!r}")
     return host.strip("[]"), number
 
 

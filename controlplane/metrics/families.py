@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from controlplane.interceptors.breaker import BreakerRegistry, State, StateChange
 from controlplane.interceptors.bulkhead import BulkheadRegistry
-from controlplane.text import decimal
+from controlplane.text import tcp_port
 
 __all__ = ["Metrics"]
 
@@ -164,8 +164,8 @@ class Metrics:
         """Serve the Prometheus text format at http://LISTEN/metrics (any path); returns the port.
         OSError when the address cannot be bound."""
         host, _, port = listen.rpartition(":")
-        number = decimal(port, 5)
-        if number is None or number > 65535:
+        number = tcp_port(port, lowest=0)
+        if number is None:
             raise ValueError(f"metrics address must be host:port with a port 0..65535, got {listen[:100]!r}")
         server, _thread = start_http_server(number, addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
         self._http = server

@@ -17,7 +17,7 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from controlplane.registry.model import Instance
 from controlplane.registry.validation import check_service_name
-from controlplane.text import decimal
+from controlplane.text import tcp_port
 from controlplane.xds.traffic import RETRYABLE, TrafficPolicy
 from controlplane.xds.v1 import envoy_wire_pb2 as w
 
@@ -37,7 +37,7 @@ def service_of(type_url: str, name: str) -> str | None:
     """The service a resource name belongs to, or None when the name is not one this server makes."""
     if type_url == LISTENER:
         service, _, port = name.partition(":")
-        if port and not 0 < (decimal(port, 5) or 0) < 65536:
+        if port and tcp_port(port) is None:
             return None
     elif type_url in (CLUSTER, ENDPOINTS):
         service, _, _version = name.partition("@")

@@ -13,6 +13,7 @@ from controlplane.registry import validation as v
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, changes_between, visible
 from controlplane.registry.store import GrpcCheck, Registration, RegistryStore, TtlCheck
+from controlplane.registry.wire import instance_to_proto
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from controlplane.watch.quota import StreamQuota
 from controlplane.wire_checks import duration_seconds
@@ -170,19 +171,6 @@ def registration_from(request: registry_pb2.RegisterRequest) -> Registration:
         metadata=dict(request.metadata),
     )
     return Registration(instance=instance, check=check, deregister_critical_after=deregister_after)
-
-
-def instance_to_proto(instance: Instance) -> registry_pb2.Instance:
-    return registry_pb2.Instance(
-        service=instance.service,
-        instance_id=instance.instance_id,
-        address=instance.address,
-        port=instance.port,
-        version=instance.version,
-        tags=list(instance.tags),
-        metadata=dict(instance.metadata),
-        health=int(instance.health),
-    )
 
 
 def _filter_from(service: str, flt: registry_pb2.InstanceFilter) -> InstanceFilter:

@@ -11,22 +11,31 @@ restarted process never leaves a ghost behind whose health check its successor w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import consul.aio
 
 from controlplane.consul.client import consul_call
-from controlplane.errors import ConsulUnavailable, NotFoundError, PreconditionError
+from controlplane.errors import ConsulUnavailable, LimitExceeded, NotFoundError, PreconditionError
 from controlplane.registry.model import Health, Instance
 from controlplane.registry.validation import RESERVED_SERVICES
+from controlplane.registry.wire import answer_bytes
 
 log = logging.getLogger(__name__)
 
 VERSION_META_KEY = "cp-version"
 AGENT_META_KEY = "cp-agent"  # HTTP address of the Consul agent the instance is registered with
+
+# What one service may hold. Discover answers and Watch messages carry every instance of a service, and
+# gRPC clients refuse messages over 4 MiB by default: a service's instances stay within half of that, so
+# a client registering instances with the largest tags and metadata allowed cannot make the service
+# undiscoverable for everyone else (a Watch message is the set plus the instance it is about).
+MAX_INSTANCES_PER_SERVICE = 1000
+MAX_SERVICE_ANSWER_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Placement:
     port: int
     node: str
     agent: str
+    size: int = 0  # bytes the instance takes in an answer (`wire.answer_bytes`)
 
 
 class RegistryStore:
@@ -98,8 +108,13 @@ class RegistryStore:
     """
 
     def __init__(self, client: consul.aio.Consul, blocking_client: consul.aio.Consul, *, agent_addr: str = "",
-                 connect_agent: Callable[[str], consul.aio.Consul] | None = None) -> None:
+                 connect_agent: Callable[[str], consul.aio.Consul] | None = None,
+                 max_instances: int = MAX_INSTANCES_PER_SERVICE,
+                 max_answer_bytes: int = MAX_SERVICE_ANSWER_BYTES) -> None:
         self._consul = client
+        self._max_instances = max_instances
+        self._max_answer_bytes = max_answer_bytes
+        self._registering = _ServiceLocks()
         self._blocking = blocking_client
         self._agent_addr = agent_addr
         self._connect_agent = connect_agent
@@ -118,17 +133,22 @@ class RegistryStore:
         again changes nothing. It also stays on the agent that holds it (when that agent answers), so a
         client re-asserting its registration through whichever replica never moves it between agents,
         which would restart its health check."""
+        async with self._registering.hold(reg.instance.service):  # this replica checks the budget, then writes
+            return await self._register(reg, replacing)
+
+    async def _register(self, reg: Registration, replacing: bool) -> Instance:
         inst = reg.instance
         if replacing:
             services = await consul_call(self._consul.agent.services(), what="list agent services")
             _refuse_reserved(services.get(inst.instance_id), inst.instance_id)
         node = await self._local_node()
-        placed = await self._placements(inst.service)
+        placed = await self._placements(inst.service, sized=True)
         here = (inst.address, inst.port)
         if not replacing:
             same = [p for p in placed if (p.address, p.port) == here]
             if same:
                 inst = replace(inst, instance_id=same[0].instance_id)
+        check_budget(inst, placed, max_instances=self._max_instances, max_answer_bytes=self._max_answer_bytes)
         home, stale = home_and_stale(placed, inst, node)
         agent, agent_addr = self._consul, self._agent_addr
         if home is not None and home.node != node:
@@ -198,9 +218,10 @@ class RegistryStore:
             return None
         return found[0].service
 
-    async def _placements(self, service: str) -> list[Placement]:
+    async def _placements(self, service: str, *, sized: bool = False) -> list[Placement]:
+        """Every registration of `service`, passing or not; with `sized`, the bytes each takes in an answer."""
         _, entries = await consul_call(self._consul.health.service(service), what=f"health of {service}")
-        return [_placement(entry) for entry in entries or []]
+        return [_placement(entry, sized) for entry in entries or []]
 
     async def _find(self, instance_id: str) -> list[Placement]:
         """Every registration of `instance_id`, on any agent; NotFoundError when there is none."""
@@ -299,6 +320,22 @@ def home_and_stale(placed: list[Placement], inst: Instance, node: str) -> tuple[
     return home, stale
 
 
+def check_budget(inst: Instance, placed: list[Placement], *, max_instances: int, max_answer_bytes: int) -> None:
+    """LimitExceeded if the service, with `inst` in it, would hold more instances or answer bytes than
+    allowed. What `inst` replaces (its id, its address and port) does not count: re-registering an
+    instance as it is always passes."""
+    here = (inst.address, inst.port)
+    kept = {p.instance_id: p.size for p in placed if p.instance_id != inst.instance_id and (p.address, p.port) != here}
+    if len(kept) + 1 > max_instances:
+        raise LimitExceeded(f"{inst.service} has {len(kept)} instances, the most one service may have "
+                            f"({max_instances}); deregister some first")
+    total = sum(kept.values()) + answer_bytes(inst)
+    if total > max_answer_bytes:
+        raise LimitExceeded(f"the instances of {inst.service} would take {total:,} bytes in a Discover answer, "
+                            f"more than the {max_answer_bytes:,} one service may take: use fewer or shorter tags "
+                            "and metadata")
+
+
 def _refuse_reserved(service: dict[str, Any] | None, instance_id: str) -> None:
     if service is not None and service.get("Service") in RESERVED_SERVICES:
         raise PreconditionError(f"instance {instance_id!r} is the control plane's own ({service['Service']}); "
@@ -319,7 +356,7 @@ def _instances(entries: list[dict[str, Any]] | None) -> tuple[Instance, ...]:
     return tuple(best[key] for key in sorted(best))
 
 
-def _placement(entry: dict[str, Any]) -> Placement:
+def _placement(entry: dict[str, Any], sized: bool = False) -> Placement:
     service = entry["Service"]
     return Placement(
         instance_id=service["ID"],
@@ -328,7 +365,29 @@ def _placement(entry: dict[str, Any]) -> Placement:
         port=int(service.get("Port") or 0),
         node=entry["Node"]["Node"],
         agent=(service.get("Meta") or {}).get(AGENT_META_KEY, ""),
+        size=answer_bytes(_instance_from(entry)) if sized else 0,
     )
+
+
+class _ServiceLocks:
+    """One asyncio lock per service name while someone holds or waits for it (then it is dropped)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, service: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(service) or (asyncio.Lock(), 0)
+        self._locks[service] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[service]
+            if users > 1:
+                self._locks[service] = (lock, users - 1)
+            else:
+                del self._locks[service]
 
 
 def _instance_from(entry: dict[str, Any]) -> Instance:

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from controlplane.errors import field_violations
+from controlplane.registry.store import MAX_SERVICE_ANSWER_BYTES
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
 from tests.helpers import HealthServer
 
@@ -129,3 +130,32 @@ def test_a_body_that_is_no_protobuf_is_invalid_argument_on_every_service(channel
                 next(answer)
         assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
         assert [v.field for v in field_violations(failure.value)] == ["request"]
+
+
+def test_instances_with_the_largest_tags_and_metadata_cannot_make_a_service_undiscoverable(
+        registry, consul, service_name) -> None:
+    # 110 such instances made every Discover answer and Watch message of the service 5.4 MB, over the
+    # 4 MiB gRPC clients take: the service was undiscoverable for everyone. Registered 60 at once here,
+    # so the budget must also hold against registrations racing each other.
+    fat = {"tags": [f"t{i:02d}" + "x" * 250 for i in range(64)],
+           "metadata": {f"k{i:02d}": "v" * 512 for i in range(62)}}
+    calls = [registry.Register.future(registry_pb2.RegisterRequest(
+        service=service_name, instance_id=f"fat-{n}", address="127.0.0.1", port=1000 + n,
+        check={"ttl": {"ttl": {"seconds": 300}}}, **fat), timeout=120) for n in range(60)]
+    refusals = [call.exception() for call in calls if call.exception() is not None]
+    registered = {call.result().instance.instance_id for call in calls if call.exception() is None}
+    assert refusals and registered
+    assert {error.code() for error in refusals} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert all("bytes in a Discover answer" in error.details() for error in refusals)
+    assert {s["ID"] for s in agent_services(consul).values() if s["Service"] == service_name} == registered
+
+    answer = registry.Discover(registry_pb2.DiscoverRequest(service=service_name), timeout=10)
+    assert {i.instance_id for i in answer.instances} == registered
+    assert answer.ByteSize() <= MAX_SERVICE_ANSWER_BYTES
+    watch = registry.Watch(registry_pb2.WatchRequest(service=service_name, include_unhealthy=True), timeout=10)
+    assert len(next(watch).instances) == len(registered)
+    watch.cancel()
+    again = sorted(registered)[0]  # re-asserting a registration as it is still passes at the budget
+    registry.Register(registry_pb2.RegisterRequest(service=service_name, instance_id=again, address="127.0.0.1",
+                                                   port=1000 + int(again.split("-")[1]),
+                                                   check={"ttl": {"ttl": {"seconds": 300}}}, **fat), timeout=30)

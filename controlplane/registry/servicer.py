@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from controlplane.errors import maps_domain_errors, raise_if
+from controlplane import paging
+from controlplane.errors import ValidationError, maps_domain_errors, raise_if
 from controlplane.registry import validation as v
 from controlplane.registry.cache import InstanceCache
 from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, changes_between, visible
@@ -21,6 +23,9 @@ from controlplane.wire_checks import duration_seconds
 # Consul refuses DeregisterCriticalServiceAfter below one minute, and runs checks at most once a second.
 MIN_DEREGISTER_AFTER = 60.0
 MIN_CHECK_INTERVAL = 1.0
+# A ListServices page token is the last name of the page before: a Consul service name (those registered
+# outside the control plane may be outside our grammar, but Consul keeps them short).
+MAX_SERVICE_NAME_TOKEN = 512
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
@@ -110,18 +115,26 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def ListServices(
         self, request: registry_pb2.ListServicesRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.ListServicesResponse:
-        services = await self._store.list_services()
-        return registry_pb2.ListServicesResponse(
-            services=[
-                registry_pb2.ServiceSummary(
-                    name=name,
-                    instance_count=len(instances),
-                    passing_count=len(visible(instances, InstanceFilter(), include_unhealthy=False)),
-                    tags=tags,
-                )
-                for name, (tags, instances) in services.items()
-            ]
-        )
+        after = request.page_token
+        if len(after) > MAX_SERVICE_NAME_TOKEN or not after.isprintable():
+            raise ValidationError.single("page_token", "must be a next_page_token from an earlier answer")
+        services = await self._store.service_names()
+        size = paging.page_size(request.page_size)
+        names = sorted(name for name in services if name > after)[: size + 1]  # one more: is there a next page?
+        found = dict(zip(names[:size], await self._store.instances_of(names[:size]), strict=True))
+
+        def summary(name: str) -> registry_pb2.ServiceSummary:
+            instances = found[name]
+            return registry_pb2.ServiceSummary(
+                name=name, instance_count=len(instances),
+                passing_count=len(visible(instances, InstanceFilter(), include_unhealthy=False)),
+                tags=services[name])
+
+        response = registry_pb2.ListServicesResponse()
+        more = paging.fill(response.services, ((name, functools.partial(summary, name)) for name in names),
+                           size=size)
+        response.next_page_token = more or ""
+        return response
 
 
 def registration_from(request: registry_pb2.RegisterRequest) -> Registration:

@@ -36,6 +36,8 @@ AGENT_META_KEY = "cp-agent"  # HTTP address of the Consul agent the instance is 
 # undiscoverable for everyone else (a Watch message is the set plus the instance it is about).
 MAX_INSTANCES_PER_SERVICE = 1000
 MAX_SERVICE_ANSWER_BYTES = 2 * 2**20
+# Health queries one ListServices page makes at once.
+LIST_QUERIES = 16
 
 
 @dataclass(frozen=True)
@@ -292,14 +294,20 @@ class RegistryStore:
         )
         return int(new_index), _instances(entries)
 
-    async def list_services(self) -> dict[str, tuple[list[str], tuple[Instance, ...]]]:
-        """Every service in the catalog (but Consul's own) with its tags and instances."""
+    async def service_names(self) -> dict[str, list[str]]:
+        """Every service in the catalog (but Consul's own) with the tags its instances carry."""
         _, services = await consul_call(self._consul.catalog.services(), what="list services")
-        names = sorted(name for name in services if name != "consul")
-        found = await asyncio.gather(*(self.fetch_instances(name, 0, 0) for name in names))
-        return {
-            name: (sorted(services[name] or []), instances) for name, (_, instances) in zip(names, found, strict=False)
-        }
+        return {name: sorted(tags or []) for name, tags in services.items() if name != "consul"}
+
+    async def instances_of(self, names: list[str]) -> list[tuple[Instance, ...]]:
+        """The instances of each of `names`, with at most LIST_QUERIES health queries at a time."""
+        gate = asyncio.Semaphore(LIST_QUERIES)
+
+        async def one(name: str) -> tuple[Instance, ...]:
+            async with gate:
+                return (await self.fetch_instances(name, 0, 0))[1]
+
+        return list(await asyncio.gather(*(one(name) for name in names)))
 
 
 def home_and_stale(placed: list[Placement], inst: Instance, node: str) -> tuple[Placement | None, list[Placement]]:

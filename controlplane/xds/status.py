@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 
+from controlplane import paging
 from controlplane.config.wire import timestamp
 from controlplane.errors import ValidationError, maps_domain_errors
 from controlplane.text import decimal
 from controlplane.v1 import xds_pb2, xds_pb2_grpc
 from controlplane.xds.ads import AggregatedDiscovery, Stream
-
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-# What clients send about themselves is cut to size, but a stream may still hold a few hundred KiB of names:
-# a page stops before this many bytes, so it fits gRPC's default 4 MiB message limit with room to spare.
-MAX_PAGE_BYTES = 2**20
 
 
 class XdsStatusServicer(xds_pb2_grpc.XdsStatusServiceServicer):
@@ -27,25 +24,16 @@ class XdsStatusServicer(xds_pb2_grpc.XdsStatusServiceServicer):
         after = decimal(request.page_token, 18) if request.page_token else 0
         if after is None:
             raise ValidationError.single("page_token", "must be a next_page_token from an earlier answer")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         counters = self._ads.counters
         response = xds_pb2.ListXdsClientsResponse(counters=xds_pb2.XdsCounters(
             responses=counters.responses, acks=counters.acks, nacks=counters.nacks, refused=counters.refused))
-        used = response.ByteSize()
-        for stream_id, stream in sorted(self._ads.streams.items()):
-            if stream_id <= after:
-                continue
-            if len(response.clients) == size:
-                response.next_page_token = str(after)
-                break
-            client = _client(stream)
-            client_bytes = client.ByteSize() + 4  # with the field's tag and length
-            if response.clients and used + client_bytes > MAX_PAGE_BYTES:
-                response.next_page_token = str(after)
-                break
-            response.clients.append(client)
-            used += client_bytes
-            after = stream_id
+        # What clients send about themselves is cut to size, but one stream may still hold a few hundred KiB
+        # of names: pages end by bytes too.
+        more = paging.fill(response.clients, ((stream_id, functools.partial(_client, stream))
+                                              for stream_id, stream in sorted(self._ads.streams.items())
+                                              if stream_id > after),
+                           size=paging.page_size(request.page_size), used=response.ByteSize())
+        response.next_page_token = "" if more is None else str(more)
         return response
 
 

@@ -226,8 +226,7 @@ def test_list_services_counts_instances_and_passing_ones(register, registry, ser
     del sick
 
     def summary() -> registry_pb2.ServiceSummary | None:
-        services = registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5).services
-        return next((s for s in services if s.name == service_name), None)
+        return next((s for page in list_pages(registry) for s in page.services if s.name == service_name), None)
 
     found = wait_until(
         lambda: (s := summary()) and s.passing_count == 1 and s,
@@ -235,4 +234,36 @@ def test_list_services_counts_instances_and_passing_ones(register, registry, ser
         what="one of two instances to expire",
     )
     assert (found.instance_count, found.passing_count, list(found.tags)) == (2, 1, ["t1"])
-    assert "consul" not in [s.name for s in registry.ListServices(registry_pb2.ListServicesRequest()).services]
+    assert "consul" not in [s.name for page in list_pages(registry) for s in page.services]
+
+
+def list_pages(registry, page_size: int = 0) -> list[registry_pb2.ListServicesResponse]:
+    """Every page of ListServices, following next_page_token (at most 1,000 pages)."""
+    pages, token = [], ""
+    for _ in range(1000):
+        pages.append(registry.ListServices(registry_pb2.ListServicesRequest(page_size=page_size, page_token=token),
+                                           timeout=10))
+        token = pages[-1].next_page_token
+        if not token:
+            return pages
+    raise AssertionError("ListServices never reached its last page")
+
+
+def test_list_services_pages_in_name_order(register, registry, service_name):
+    names = [f"{service_name}-{suffix}" for suffix in ("a", "b", "c")]
+    for port, name in enumerate(names, start=9510):
+        register(service=name, address="127.0.0.1", port=port, check=ttl())
+    pages = list_pages(registry, page_size=2)
+    listed = [s.name for page in pages for s in page.services]
+    assert all(len(page.services) <= 2 for page in pages) and len(pages) >= 2
+    assert listed == sorted(set(listed)) and set(names) <= set(listed)
+    after_first = registry.ListServices(registry_pb2.ListServicesRequest(page_size=1, page_token=names[0]), timeout=10)
+    assert [s.name for s in after_first.services] == [names[1]] and after_first.next_page_token == names[1]
+
+
+def test_list_services_refuses_page_tokens_it_could_not_have_issued(registry):
+    for token in ("x" * 513, "a\nb"):
+        with pytest.raises(grpc.RpcError) as failure:
+            registry.ListServices(registry_pb2.ListServicesRequest(page_token=token), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(failure.value)] == ["page_token"]

@@ -192,9 +192,10 @@ def test_a_resource_name_longer_than_any_of_ours_is_invalid_argument() -> None:
 
 
 def test_the_status_rpc_pages_streams_by_count_and_by_bytes() -> None:
+    from controlplane.paging import MAX_PAGE_BYTES
     from controlplane.v1 import xds_pb2
     from controlplane.xds.ads import MAX_NAMES, Stream, Subscription
-    from controlplane.xds.status import MAX_PAGE_BYTES, XdsStatusServicer
+    from controlplane.xds.status import XdsStatusServicer
 
     ads = AggregatedDiscovery(ServiceViews(never_used, never_used))
     for n in range(1, 8):  # each stream as big as a client can make it: 3 types x 256 names of 512 characters

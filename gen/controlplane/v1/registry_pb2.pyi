@@ -205,8 +205,12 @@ class WatchResponse(_message.Message):
     def __init__(self, type: _Optional[_Union[WatchEventType, str]] = ..., instance: _Optional[_Union[Instance, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class ListServicesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ServiceSummary(_message.Message):
     __slots__ = ("name", "instance_count", "passing_count", "tags")
@@ -221,9 +225,11 @@ class ServiceSummary(_message.Message):
     def __init__(self, name: _Optional[str] = ..., instance_count: _Optional[int] = ..., passing_count: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListServicesResponse(_message.Message):
-    __slots__ = ("services", "stale")
+    __slots__ = ("services", "stale", "next_page_token")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceSummary]
     stale: bool
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSummary, _Mapping]]] = ..., stale: _Optional[bool] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSummary, _Mapping]]] = ..., stale: _Optional[bool] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -110,7 +110,7 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListServices(self, request, context):
-        """ListServices lists every registered service with its instance counts.
+        """ListServices lists every registered service with its instance counts, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

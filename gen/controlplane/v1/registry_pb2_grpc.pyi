@@ -48,7 +48,7 @@ class RegistryServiceStub:
     Watch: _grpc.UnaryStreamMultiCallable[_registry_pb2.WatchRequest, _registry_pb2.WatchResponse]
     """Watch sends the current set of matching instances first, then every change as it happens."""
     ListServices: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListServicesRequest, _registry_pb2.ListServicesResponse]
-    """ListServices lists every registered service with its instance counts."""
+    """ListServices lists every registered service with its instance counts, a page at a time."""
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -70,7 +70,7 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     Watch: _aio.UnaryStreamMultiCallable[_registry_pb2.WatchRequest, _registry_pb2.WatchResponse]  # type: ignore[assignment]
     """Watch sends the current set of matching instances first, then every change as it happens."""
     ListServices: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListServicesRequest, _registry_pb2.ListServicesResponse]  # type: ignore[assignment]
-    """ListServices lists every registered service with its instance counts."""
+    """ListServices lists every registered service with its instance counts, a page at a time."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """RegistryService keeps the catalog of running service instances. Instances live in Consul's
@@ -125,6 +125,6 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.ListServicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ListServicesResponse, _abc.Awaitable[_registry_pb2.ListServicesResponse]]:
-        """ListServices lists every registered service with its instance counts."""
+        """ListServices lists every registered service with its instance counts, a page at a time."""
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,17 +13,22 @@ with and keeps reading that one. Which version is the latest is followed with a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import consul.aio
 from google.protobuf import json_format
 
+from controlplane import paging
 from controlplane.consul.client import consul_call
 from controlplane.errors import ConflictError, NotFoundError
 from controlplane.saga.definitions import Definition, compile_definition, same_content
 from controlplane.saga.eventstore.txn import cas_op, run_txn
 from controlplane.v1 import saga_pb2
 from controlplane.watch import Backoff, BlockingQueryWatch
+
+# Definitions one ListDefinitions page reads from Consul at a time.
+LIST_READS = 16
 
 
 class DefinitionStore:
@@ -121,8 +126,20 @@ class DefinitionStore:
         self._compiled[(name, version)] = compiled
         return compiled
 
-    async def list_latest(self) -> list[saga_pb2.SagaDefinition]:
-        """The latest version of every definition, by name."""
+    async def latest_names(self) -> list[str]:
+        """The name of every definition, in order."""
         _, keys = await consul_call(self._consul.kv.get(self._base, keys=True), what="list definitions")
-        names = sorted({k.removeprefix(self._base).split("/")[0] for k in keys or [] if k.endswith("/latest")})
-        return [(await self.get(name)).proto for name in names]
+        return sorted({k.removeprefix(self._base).split("/")[0] for k in keys or [] if k.endswith("/latest")})
+
+    async def latest(self, names: list[str]) -> list[saga_pb2.SagaDefinition]:
+        """The latest version of each of `names` in order, read LIST_READS at a time, stopping once they are
+        more than a page can carry (`paging.MAX_PAGE_BYTES`)."""
+        found: list[saga_pb2.SagaDefinition] = []
+        size = 0
+        for start in range(0, len(names), LIST_READS):
+            chunk = await asyncio.gather(*(self.get(name) for name in names[start : start + LIST_READS]))
+            found += (definition.proto for definition in chunk)
+            size += sum(definition.proto.ByteSize() for definition in chunk)
+            if size > paging.MAX_PAGE_BYTES:
+                break
+        return found

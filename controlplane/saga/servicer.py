@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import struct_pb2
 
-from controlplane import names
+from controlplane import names, paging
 from controlplane.errors import FieldViolation, NotFoundError, ValidationError, maps_domain_errors, raise_if
 from controlplane.saga import convert
 from controlplane.saga.definition_store import DefinitionStore
@@ -76,7 +76,15 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
     async def ListDefinitions(
         self, request: saga_pb2.ListDefinitionsRequest, context: grpc.aio.ServicerContext
     ) -> saga_pb2.ListDefinitionsResponse:
-        return saga_pb2.ListDefinitionsResponse(definitions=await self._definitions.list_latest())
+        after = request.page_token  # the last name of the page before
+        raise_if(names.DEFINITION.check(after, "page_token", required=False))
+        size = paging.page_size(request.page_size)
+        wanted = [name for name in await self._definitions.latest_names() if name > after][: size + 1]
+        response = saga_pb2.ListDefinitionsResponse()
+        read = await self._definitions.latest(wanted)
+        more = paging.fill(response.definitions, ((d.name, lambda d=d: d) for d in read), size=size)
+        response.next_page_token = more or ""
+        return response
 
     @maps_domain_errors
     async def StartSaga(

@@ -258,3 +258,40 @@ def test_a_saga_outlives_the_deadline_of_the_call_that_started_it(
     saga = wait_ended(sagas, request.saga_id)
 
     assert saga.status == saga_pb2.SAGA_STATUS_COMPLETED, saga.errors
+
+
+def definition_pages(sagas, page_size: int = 0) -> list[saga_pb2.ListDefinitionsResponse]:
+    """Every page of ListDefinitions, following next_page_token (at most 1,000 pages)."""
+    pages, token = [], ""
+    for _ in range(1000):
+        pages.append(sagas.ListDefinitions(saga_pb2.ListDefinitionsRequest(page_size=page_size, page_token=token),
+                                           timeout=30))
+        token = pages[-1].next_page_token
+        if not token:
+            return pages
+    raise AssertionError("ListDefinitions never reached its last page")
+
+
+def test_list_definitions_pages_by_count_and_by_bytes(sagas, participants) -> None:
+    # Nine definitions near the 128 KiB cap made one answer of more than 1 MiB; enough of them made it larger
+    # than gRPC's 4 MiB and ListDefinitions failed for everyone.
+    prefix = f"pages-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}.{n}" for n in range(9)]
+    for name in names:
+        definition = order_definition(name, participants.services)
+        definition.steps[1].request_template["currency"] = "E" * 120_000  # a constant the step sends as is
+        sagas.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(definition=definition), timeout=30)
+    pages = definition_pages(sagas)
+    listed = [d.name for page in pages for d in page.definitions]
+    assert listed == sorted(set(listed)) and set(names) <= set(listed)
+    assert all(page.ByteSize() <= 2**20 for page in pages) and len(pages) >= 2
+    by_count = definition_pages(sagas, page_size=2)
+    assert [d.name for page in by_count for d in page.definitions] == listed
+    assert all(len(page.definitions) <= 2 for page in by_count)
+
+
+def test_list_definitions_refuses_page_tokens_it_could_not_have_issued(sagas) -> None:
+    with pytest.raises(grpc.RpcError) as failure:
+        sagas.ListDefinitions(saga_pb2.ListDefinitionsRequest(page_token="no\nname"), timeout=10)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(failure.value)] == ["page_token"]

@@ -204,14 +204,20 @@ class GetDefinitionResponse(_message.Message):
     def __init__(self, definition: _Optional[_Union[SagaDefinition, _Mapping]] = ...) -> None: ...
 
 class ListDefinitionsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListDefinitionsResponse(_message.Message):
-    __slots__ = ("definitions",)
+    __slots__ = ("definitions", "next_page_token")
     DEFINITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     definitions: _containers.RepeatedCompositeFieldContainer[SagaDefinition]
-    def __init__(self, definitions: _Optional[_Iterable[_Union[SagaDefinition, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, definitions: _Optional[_Iterable[_Union[SagaDefinition, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StartSagaRequest(_message.Message):
     __slots__ = ("saga_id", "definition_name", "definition_version", "input")

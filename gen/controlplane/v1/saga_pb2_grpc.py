@@ -98,7 +98,7 @@ class SagaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDefinitions(self, request, context):
-        """ListDefinitions lists the latest version of every definition.
+        """ListDefinitions lists the latest version of every definition, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

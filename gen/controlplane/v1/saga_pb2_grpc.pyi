@@ -40,7 +40,7 @@ class SagaServiceStub:
     GetDefinition: _grpc.UnaryUnaryMultiCallable[_saga_pb2.GetDefinitionRequest, _saga_pb2.GetDefinitionResponse]
     """GetDefinition reads a definition (the latest version unless one is named)."""
     ListDefinitions: _grpc.UnaryUnaryMultiCallable[_saga_pb2.ListDefinitionsRequest, _saga_pb2.ListDefinitionsResponse]
-    """ListDefinitions lists the latest version of every definition."""
+    """ListDefinitions lists the latest version of every definition, a page at a time."""
     StartSaga: _grpc.UnaryUnaryMultiCallable[_saga_pb2.StartSagaRequest, _saga_pb2.StartSagaResponse]
     """StartSaga starts a saga. Idempotent by saga id: the same id and input returns the existing
     saga; the same id with other input answers ALREADY_EXISTS.
@@ -66,7 +66,7 @@ class SagaServiceAsyncStub(SagaServiceStub):
     GetDefinition: _aio.UnaryUnaryMultiCallable[_saga_pb2.GetDefinitionRequest, _saga_pb2.GetDefinitionResponse]  # type: ignore[assignment]
     """GetDefinition reads a definition (the latest version unless one is named)."""
     ListDefinitions: _aio.UnaryUnaryMultiCallable[_saga_pb2.ListDefinitionsRequest, _saga_pb2.ListDefinitionsResponse]  # type: ignore[assignment]
-    """ListDefinitions lists the latest version of every definition."""
+    """ListDefinitions lists the latest version of every definition, a page at a time."""
     StartSaga: _aio.UnaryUnaryMultiCallable[_saga_pb2.StartSagaRequest, _saga_pb2.StartSagaResponse]  # type: ignore[assignment]
     """StartSaga starts a saga. Idempotent by saga id: the same id and input returns the existing
     saga; the same id with other input answers ALREADY_EXISTS.
@@ -107,7 +107,7 @@ class SagaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _saga_pb2.ListDefinitionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_saga_pb2.ListDefinitionsResponse, _abc.Awaitable[_saga_pb2.ListDefinitionsResponse]]:
-        """ListDefinitions lists the latest version of every definition."""
+        """ListDefinitions lists the latest version of every definition, a page at a time."""
 
     @_abc_1.abstractmethod
     def StartSaga(

@@ -54,7 +54,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def Heartbeat(
         self, request: registry_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> registry_pb2.HeartbeatResponse:
-        raise_if(v.check_instance_id(request.instance_id))
+        raise_if(v.check_instance_id(request.instance_id) + v.check_note(request.note))
         await self._store.heartbeat(request.instance_id, request.note)
         return registry_pb2.HeartbeatResponse()
 

@@ -21,6 +21,8 @@ MAX_META_VALUE = 512
 MAX_TAG = 255
 MAX_TAGS = 64
 MAX_VERSION = 128
+# A heartbeat's note, stored as the TTL check's output (Consul keeps at most 4 KiB of it).
+MAX_NOTE = 1024
 # Instances the control plane registers for itself; no client may deregister or replace them.
 RESERVED_SERVICES = frozenset({"controlplane-saga"})
 
@@ -117,3 +119,7 @@ def check_duration(seconds: float, field: str, minimum: float, maximum: float) -
     if not minimum <= seconds <= maximum:
         return [FieldViolation(field, f"must be between {minimum:g}s and {maximum:g}s, got {seconds:g}s")]
     return []
+
+
+def check_note(note: str) -> list[FieldViolation]:
+    return names.printable_text(note, "note", MAX_NOTE, multiline=True)

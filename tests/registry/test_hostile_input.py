@@ -159,3 +159,15 @@ def test_instances_with_the_largest_tags_and_metadata_cannot_make_a_service_undi
     registry.Register(registry_pb2.RegisterRequest(service=service_name, instance_id=again, address="127.0.0.1",
                                                    port=1000 + int(again.split("-")[1]),
                                                    check={"ttl": {"ttl": {"seconds": 300}}}, **fat), timeout=30)
+
+
+@pytest.mark.parametrize("note", ["n" * 1025, "alive\x1b[2J", "\u202ealive"])
+def test_a_heartbeat_note_is_bounded_printable_text(registry, consul, service_name, note) -> None:
+    instance = registry.Register(registry_pb2.RegisterRequest(
+        service=service_name, address="127.0.0.1", port=1, check={"ttl": {"ttl": {"seconds": 30}}}),
+        timeout=10).instance
+    error = refused(registry.Heartbeat, registry_pb2.HeartbeatRequest(instance_id=instance.instance_id, note=note))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(error)] == ["note"]
+    registry.Heartbeat(registry_pb2.HeartbeatRequest(instance_id=instance.instance_id, note="line one\nline two"),
+                       timeout=10)

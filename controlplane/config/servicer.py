@@ -251,6 +251,7 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             v.check_service_name(request.service)
             + v.check_environment(request.environment)
             + v.check_flag_name(request.flag)
+            + v.check_flag_subject(request.subject_key, request.attributes)
         )
         _, state = await self._store.load(request.service)
         document = state.document(request.environment)

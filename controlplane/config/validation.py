@@ -30,6 +30,11 @@ RESERVED_ENVIRONMENTS = frozenset({"default"})
 MAX_DEPTH = 32
 MAX_AUTHOR = 256
 MAX_MESSAGE = 1024
+# What EvaluateFlag is told about its subject: flags match on a few attributes, so more is a mistake.
+MAX_SUBJECT_KEY = 512
+MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTE_KEY = 128
+MAX_ATTRIBUTE_VALUE = 512
 
 __all__ = [
     "MAX_DEPTH",
@@ -54,6 +59,20 @@ def check_environment(name: str, field: str = "environment") -> list[FieldViolat
 
 def check_flag_name(name: str, field: str = "flag") -> list[FieldViolation]:
     return names.FLAG.check(name, field)
+
+
+def check_flag_subject(subject_key: str, attributes: Mapping[str, str]) -> list[FieldViolation]:
+    """An EvaluateFlag subject: a bounded key, at most MAX_ATTRIBUTES attributes of bounded size."""
+    problems = []
+    if len(subject_key) > MAX_SUBJECT_KEY:
+        problems.append(FieldViolation("subject_key", f"at most {MAX_SUBJECT_KEY} characters, got {len(subject_key)}"))
+    if len(attributes) > MAX_ATTRIBUTES:
+        return [*problems, FieldViolation("attributes", f"at most {MAX_ATTRIBUTES} pairs, got {len(attributes)}")]
+    for key, value in sorted(attributes.items()):
+        if not 0 < len(key) <= MAX_ATTRIBUTE_KEY or len(value) > MAX_ATTRIBUTE_VALUE:
+            problems.append(FieldViolation(f"attributes[{names.shown(key, 32)}]", f"keys are 1..{MAX_ATTRIBUTE_KEY} "
+                                           f"characters, values at most {MAX_ATTRIBUTE_VALUE}"))
+    return problems
 
 
 def check_text(value: str, field: str, limit: int, *, multiline: bool = False) -> list[FieldViolation]:

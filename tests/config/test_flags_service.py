@@ -7,6 +7,7 @@ import pytest
 
 from controlplane.config.client import ConfigClient
 from controlplane.config.flags import evaluate
+from controlplane.errors import field_violations
 from controlplane.v1 import config_pb2
 from tests.config.conftest import set_config
 
@@ -77,3 +78,18 @@ def test_an_invalid_flag_name_is_invalid_argument(config, service):
     with pytest.raises(grpc.RpcError) as failure:
         rpc(config, service, "")
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(("subject", "attributes", "field"), [
+    ("s" * 513, {}, "subject_key"),
+    ("", {f"a{n}": "x" for n in range(65)}, "attributes"),
+    ("", {"plan": "p" * 513}, "attributes['plan']"),
+    ("", {"": "pro"}, "attributes['']"),
+])
+def test_a_subject_larger_than_any_rule_could_use_is_invalid_argument(config, service, subject, attributes, field):
+    set_config(config, service, FLAGS)
+    with pytest.raises(grpc.RpcError) as failure:
+        rpc(config, service, "new-checkout", subject, **attributes)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(failure.value)] == [field]
+    assert rpc(config, service, "new-checkout", "s" * 512, **{"k" * 128: "v" * 512}).reason  # at the limits: fine

@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 
 from controlplane.errors import AlreadyExistsError, ConflictError, ConsulUnavailable, NotFoundError, PreconditionError
-from controlplane.saga import planner, templates
+from controlplane.saga import planner, record_size, templates
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.definitions import Definition, Step
 from controlplane.saga.eventstore import Event
@@ -349,6 +349,7 @@ class Orchestrator:
             (SAGA_ID_KEY, saga_id),
         ]
         started = time.perf_counter()
+        took_effect = False
         try:
             payload = templates.render(template, state.data)
             budget = (self._settings.compensation_breaker_wait if compensation
@@ -360,20 +361,27 @@ class Orchestrator:
         except CallFailed as exc:
             failure = exc
         else:
-            self.observer.step_attempted(definition.name, spec.name, compensation, call.attempt, "OK",
-                                         time.perf_counter() - started)
             if compensation:
+                self.observer.step_attempted(definition.name, spec.name, compensation, call.attempt, "OK",
+                                             time.perf_counter() - started)
                 return [Event(EventType.COMPENSATION_SUCCEEDED, self._clock(), base)]
             added = templates.map_response(response, spec.response_mapping)
-            return [Event(EventType.STEP_SUCCEEDED, self._clock(), {**base, "response": response, "data": added})]
+            record = {**base, "response": response, "data": added}
+            too_large = record_size.oversized(state, record)
+            if too_large is None:
+                self.observer.step_attempted(definition.name, spec.name, compensation, call.attempt, "OK",
+                                             time.perf_counter() - started)
+                return [Event(EventType.STEP_SUCCEEDED, self._clock(), record)]
+            failure = CallFailed(grpc.StatusCode.RESOURCE_EXHAUSTED, too_large)
+            took_effect = True  # final, and compensated with the other steps
         self.observer.step_attempted(definition.name, spec.name, compensation, call.attempt, failure.code.name,
                                      time.perf_counter() - started)
         retry = definition.compensation_retry if compensation else spec.retry
         progress = state.steps[call.step]
         failures = progress.failures_of(compensation) + 1
-        final = planner.outcome_final(failures, retry.max_attempts, failure.retryable)
+        final = took_effect or planner.outcome_final(failures, retry.max_attempts, failure.retryable)
         # A call the breaker refused never reached the participant: it tells nothing about earlier attempts.
-        unknown = progress.earlier_outcome_unknown() if failure.refused else failure.outcome_unknown
+        unknown = took_effect or (progress.earlier_outcome_unknown() if failure.refused else failure.outcome_unknown)
         log.info("saga %s step %s%s attempt %d failed: %s%s", saga_id, spec.name,
                  " compensation" if compensation else "", call.attempt, failure, " (final)" if final else "")
         return [Event(EventType.COMPENSATION_FAILED if compensation else EventType.STEP_FAILED, self._clock(), {

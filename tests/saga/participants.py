@@ -11,6 +11,7 @@ Behaviour is steered by the order id, so one definition covers every scenario:
   down-*      every Charge call fails UNAVAILABLE before reaching the handler (Refund works)
   reject-*    ConfirmOrder fails FAILED_PRECONDITION
   slow-*      every call sleeps `slow_seconds` first
+  huge-*      Reserve answers a reservation id of HUGE_ID_CHARS characters (more than Consul stores in one value)
 amount_cents above 100000 makes Charge fail FAILED_PRECONDITION ("card declined").
 """
 
@@ -36,6 +37,7 @@ from demo.order.v1 import order_pb2, order_pb2_grpc
 from demo.payment.v1 import payment_pb2, payment_pb2_grpc
 
 CARD_LIMIT_CENTS = 100_000
+HUGE_ID_CHARS = 600_000
 
 
 class Records:
@@ -113,8 +115,10 @@ def _participant(records: Records, faults: Faults) -> dict[str, Any]:
             db.execute("INSERT OR REPLACE INTO reservations VALUES (?, ?, 'RESERVED')",
                        (request.order_id, json.dumps(items)))
             records.applied("reserve", request.order_id)
+            huge = request.order_id.startswith("huge-")
+            reservation_id = "r" * HUGE_ID_CHARS if huge else f"res-{uuid.uuid4().hex[:8]}"
             return inventory_pb2.ReserveResponse(reservation=inventory_pb2.Reservation(
-                reservation_id=f"res-{uuid.uuid4().hex[:8]}", order_id=request.order_id, items=request.items,
+                reservation_id=reservation_id, order_id=request.order_id, items=request.items,
                 status=inventory_pb2.RESERVATION_STATUS_RESERVED))
 
         @_front("release")

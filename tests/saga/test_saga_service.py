@@ -54,6 +54,23 @@ def test_client_error_compensates_completed_steps_and_skips_the_failed_one(
     assert (applied[("charge", order)], applied[("refund", order)]) == (0, 0)
 
 
+def test_an_answer_too_large_to_record_fails_its_step_and_compensates_it(
+    sagas: saga_pb2_grpc.SagaServiceStub, order_saga: str, participants: Participants
+) -> None:
+    # Reserve answers 600 KB: recorded as it was, every append of the saga was over Consul's 512 KiB and
+    # the saga retried it forever. Reserve took effect, so it is compensated.
+    order = f"huge-{uuid.uuid4().hex[:8]}"
+    saga = wait_ended(sagas, start(sagas, order_saga, order_input(order)).saga.saga_id, timeout=30)
+
+    assert saga.status == saga_pb2.SAGA_STATUS_COMPENSATED
+    assert statuses(saga) == ["COMPENSATED", "PENDING", "PENDING"]
+    assert [a.code for a in saga.steps[0].attempts if not a.compensation] == ["RESOURCE_EXHAUSTED"]
+    assert "cannot be recorded" in saga.steps[0].attempts[0].error
+    applied = participants.applied()
+    assert (applied[("reserve", order)], applied[("release", order)]) == (1, 1)
+    assert applied[("charge", order)] == 0
+
+
 def test_compensations_run_in_reverse_order_of_the_steps(
     sagas: saga_pb2_grpc.SagaServiceStub, order_saga: str, participants: Participants
 ) -> None:

@@ -142,6 +142,21 @@ def test_load_reads_the_latest_snapshot_and_only_the_events_after_it(consul: Loc
     assert [e.version for e in loaded.events] == list(range(33, 41))
 
 
+def test_a_snapshot_too_large_for_a_transaction_is_left_out_and_the_append_still_lands(consul: LocalConsul) -> None:
+    # A saga whose state grew past what one Consul transaction carries (many attempts with long errors)
+    # failed every append that carried a snapshot, forever: the saga never settled.
+    async def scenario(store: EventStore) -> Any:
+        await store.append("big", 0, [ev("start")], snapshot={"count": 1})
+        await store.append("big", 1, [ev("tick")], snapshot={"errors": ["e" * 1000] * 600})  # ~600 KB
+        await store.append("big", 2, [ev("tick")])
+        return await store.load("big")
+
+    loaded = run(consul, scenario)
+
+    assert (loaded.head.version, loaded.head.snapshot_version, loaded.snapshot) == (3, 1, {"count": 1})
+    assert [e.version for e in loaded.events] == [2, 3]
+
+
 def test_stream_subscription_replays_then_pushes_new_events(consul: LocalConsul) -> None:
     async def scenario(store: EventStore) -> list[int]:
         await store.append("s1", 0, [ev("a"), ev("b")])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -44,6 +45,10 @@ HEAD_CACHE_SIZE = 50_000
 RECENT_EVENTS = 32  # events kept in memory per subscribed stream written here, so subscribers need not read them
 LOCAL_RECHECK = 1.0  # seconds a subscriber of a stream written here waits before checking where it stands
 RANGE_READ_THRESHOLD = 256  # longer reads list the stream's prefix instead of getting keys one by one
+# Consul takes a transaction body of at most 512 KiB; a snapshot larger than this (base64) is not written.
+MAX_SNAPSHOT_VALUE = 320 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class EventStoreError(DomainError):
@@ -134,12 +139,21 @@ class EventStore:
                 raise ConflictError(f"stream {stream} is at version {found}, not {expected_version}")
             head_index, snapshot_version = head.modify_index, head.snapshot_version
         version = expected_version + len(events)
+        snapshot_op = None
         if snapshot is not None:
-            snapshot_version = version
+            snapshot_op = set_op(self.snapshot_key(stream), {"version": version, "state": snapshot})
+            if len(snapshot_op["KV"]["Value"]) > MAX_SNAPSHOT_VALUE:
+                # A snapshot is a cache of the fold: without it the append still fits in a transaction, and
+                # loading reads the events since the last one that did.
+                log.warning("stream %s: the snapshot at version %d is %d bytes encoded, more than a transaction "
+                            "carries beside the events; not written", stream, version, len(snapshot_op["KV"]["Value"]))
+                snapshot_op = None
+            else:
+                snapshot_version = version
         ops = [cas_op(self.head_key(stream), {"version": version, "snapshot": snapshot_version}, head_index)]
         ops += [set_op(self.event_key(stream, expected_version + i + 1), e.to_json()) for i, e in enumerate(events)]
-        if snapshot is not None:
-            ops.append(set_op(self.snapshot_key(stream), {"version": version, "state": snapshot}))
+        if snapshot_op is not None:
+            ops.append(snapshot_op)
         ops += extra
         if len(ops) > MAX_OPS:
             raise ValueError(f"append of {len(events)} events needs {len(ops)} operations; Consul allows {MAX_OPS}")

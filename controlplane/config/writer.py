@@ -64,7 +64,7 @@ class ConfigWriter:
             now = time.time()
             layer = Layer(environment, content, version, author, now, message)
             _raise_violations(await off_loop(_document_violations, state.with_layer(layer), environment,
-                                                     state.schema))
+                                             state.schema))
             entry = VersionEntry(
                 version=version,
                 environment=environment,

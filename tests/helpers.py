@@ -136,6 +136,19 @@ class HealthServer:
         self.server.stop(0).wait()
 
 
+def all_pages(list_call: Callable[..., Any], request_type: Callable[..., Any], page_size: int = 0,
+              max_pages: int = 1000) -> list[Any]:
+    """Every page of a paged list RPC (`list_call(request_type(page_size=, page_token=))`), following
+    next_page_token; fails after `max_pages`."""
+    pages, token = [], ""
+    for _ in range(max_pages):
+        pages.append(list_call(request_type(page_size=page_size, page_token=token), timeout=30))
+        token = pages[-1].next_page_token
+        if not token:
+            return pages
+    raise AssertionError(f"{request_type.__name__}: no last page after {max_pages} pages")
+
+
 def ttl(seconds: int = 30) -> registry_pb2.HealthCheck:
     check = registry_pb2.HealthCheck()
     check.ttl.ttl.FromSeconds(seconds)

@@ -11,7 +11,7 @@ import pytest
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.errors import field_violations
 from controlplane.v1 import registry_pb2
-from tests.helpers import HealthServer, grpc_check, ttl, wait_until
+from tests.helpers import HealthServer, all_pages, grpc_check, ttl, wait_until
 
 
 def consul_get(consul: LocalConsul, path: str) -> object:
@@ -238,15 +238,7 @@ def test_list_services_counts_instances_and_passing_ones(register, registry, ser
 
 
 def list_pages(registry, page_size: int = 0) -> list[registry_pb2.ListServicesResponse]:
-    """Every page of ListServices, following next_page_token (at most 1,000 pages)."""
-    pages, token = [], ""
-    for _ in range(1000):
-        pages.append(registry.ListServices(registry_pb2.ListServicesRequest(page_size=page_size, page_token=token),
-                                           timeout=10))
-        token = pages[-1].next_page_token
-        if not token:
-            return pages
-    raise AssertionError("ListServices never reached its last page")
+    return all_pages(registry.ListServices, registry_pb2.ListServicesRequest, page_size)
 
 
 def test_list_services_pages_in_name_order(register, registry, service_name):

@@ -10,7 +10,7 @@ import pytest
 
 from controlplane.errors import field_violations
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
-from tests.helpers import ControlPlaneProcess
+from tests.helpers import ControlPlaneProcess, all_pages
 from tests.saga.participants import Participants
 from tests.saga.sagas import order_definition, order_input, start, statuses, wait_ended
 
@@ -278,15 +278,7 @@ def test_a_saga_outlives_the_deadline_of_the_call_that_started_it(
 
 
 def definition_pages(sagas, page_size: int = 0) -> list[saga_pb2.ListDefinitionsResponse]:
-    """Every page of ListDefinitions, following next_page_token (at most 1,000 pages)."""
-    pages, token = [], ""
-    for _ in range(1000):
-        pages.append(sagas.ListDefinitions(saga_pb2.ListDefinitionsRequest(page_size=page_size, page_token=token),
-                                           timeout=30))
-        token = pages[-1].next_page_token
-        if not token:
-            return pages
-    raise AssertionError("ListDefinitions never reached its last page")
+    return all_pages(sagas.ListDefinitions, saga_pb2.ListDefinitionsRequest, page_size)
 
 
 def test_list_definitions_pages_by_count_and_by_bytes(sagas, participants) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from controlplane.errors import LimitExceeded
 from controlplane.registry.model import Instance
 from controlplane.registry.store import RegistryStore
 from controlplane.watch import Backoff, BlockingQueryWatch, Reachability, Snapshot, WatchSet
@@ -51,7 +52,9 @@ class InstanceCache:
 
         A service with no watch yet is first looked up with one short query: a name Consul does not
         know is answered at once with no instances, and starts no watch (Discover of made-up names
-        must not fill the watch set or the connection pool).
+        must not fill the watch set or the connection pool). When every watch is taken (each with
+        Watch streams subscribed), that query's answer is the answer: Discover keeps working for every
+        client, one Consul query per call, whoever holds the watches.
         """
         limit = self._settings.first_sync_timeout
         if timeout is not None:
@@ -60,7 +63,13 @@ class InstanceCache:
             index, instances = await self._store.probe_instances(service, limit)
             if not instances:
                 return Snapshot((), index, False, time.time(), 0)
-        return await self.watch(service).first_sync(limit)
+            try:
+                watch = self.watch(service)
+            except LimitExceeded:
+                return Snapshot(instances, index, False, time.time(), 0)
+        else:
+            watch = self.watch(service)
+        return await watch.first_sync(limit)
 
     async def stop(self) -> None:
         await self._watches.stop()

@@ -133,9 +133,14 @@ def status(control_plane: str) -> int:
 
     with as_connection(control_plane).channel() as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
-        reply = registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)
-        print(f"control plane {control_plane}: {len(reply.services)} services" + (" (stale)" if reply.stale else ""))
-        for svc in reply.services:
+        pages = [registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)]
+        while pages[-1].next_page_token:  # a page at a time, in name order
+            pages.append(registry.ListServices(
+                registry_pb2.ListServicesRequest(page_token=pages[-1].next_page_token), timeout=5))
+        services = [svc for page in pages for svc in page.services]
+        stale = any(page.stale for page in pages)
+        print(f"control plane {control_plane}: {len(services)} services" + (" (stale)" if stale else ""))
+        for svc in services:
             print(f"  {svc.name:<14} {svc.passing_count}/{svc.instance_count} passing")
             watch = registry.Watch(registry_pb2.WatchRequest(service=svc.name, include_unhealthy=True), timeout=5)
             snapshot = next(iter(watch))

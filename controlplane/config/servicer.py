@@ -221,12 +221,12 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         self, request: config_pb2.WatchConfigRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[config_pb2.WatchConfigResponse]:
         _check_names(request.service, request.environment)
-        with self._streams.hold(context.peer()):
-            async for response in self._watch(request):
+        with self._streams.hold(context.peer()), self._watches.for_stream(request.service) as watch:
+            async for response in self._watch(request, watch):
                 yield response
 
-    async def _watch(self, request: config_pb2.WatchConfigRequest) -> AsyncIterator[config_pb2.WatchConfigResponse]:
-        watch = self._watches.watch(request.service)
+    async def _watch(self, request: config_pb2.WatchConfigRequest, watch: BlockingQueryWatch[ServiceState]
+                     ) -> AsyncIterator[config_pb2.WatchConfigResponse]:
         await watch.first_sync(self._settings.first_sync_timeout)
         sent: tuple[int, str] | None = None
         async for snapshot in watch.subscribe():

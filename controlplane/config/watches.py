@@ -6,6 +6,8 @@ from the service's snapshot and sends only when that document changed.
 
 from __future__ import annotations
 
+import contextlib
+
 from controlplane.config.model import ServiceState
 from controlplane.config.settings import ConfigSettings
 from controlplane.config.store import ConfigStore
@@ -24,6 +26,10 @@ class ConfigWatches:
 
     def watch(self, service: str) -> BlockingQueryWatch[ServiceState]:
         return self._watches.watch(service)
+
+    def for_stream(self, service: str) -> contextlib.AbstractContextManager[BlockingQueryWatch[ServiceState]]:
+        """The watch of one service's configuration for a client's WatchConfig stream (see WatchSet.for_stream)."""
+        return self._watches.for_stream(service)
 
     async def stop(self) -> None:
         """End every watch, and with them every WatchConfig stream."""

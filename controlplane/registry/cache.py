@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +47,10 @@ class InstanceCache:
     def watch(self, service: str) -> BlockingQueryWatch[tuple[Instance, ...]]:
         """The (started) watch of one service's instances."""
         return self._watches.watch(service)
+
+    def for_stream(self, service: str) -> contextlib.AbstractContextManager[BlockingQueryWatch[tuple[Instance, ...]]]:
+        """The watch of one service's instances for a client's Watch stream (see WatchSet.for_stream)."""
+        return self._watches.for_stream(service)
 
     async def current(self, service: str, timeout: float | None = None) -> Snapshot[tuple[Instance, ...]]:
         """The latest known instances of `service` (possibly stale), waiting for a first answer if needed.

@@ -17,6 +17,7 @@ from controlplane.registry.model import ChangeKind, Instance, InstanceFilter, ch
 from controlplane.registry.store import GrpcCheck, Registration, RegistryStore, TtlCheck
 from controlplane.registry.wire import instance_to_proto
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
+from controlplane.watch import BlockingQueryWatch
 from controlplane.watch.quota import StreamQuota
 from controlplane.wire_checks import duration_seconds
 
@@ -75,15 +76,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[registry_pb2.WatchResponse]:
         flt = _filter_from(request.service, request.filter)
-        with self._streams.hold(context.peer()):
-            async for response in self._watch(request, flt):
+        with self._streams.hold(context.peer()), self._cache.for_stream(request.service) as watch:
+            async for response in self._watch(request, flt, watch):
                 yield response
 
-    async def _watch(self, request: registry_pb2.WatchRequest, flt: InstanceFilter
-                     ) -> AsyncIterator[registry_pb2.WatchResponse]:
+    async def _watch(self, request: registry_pb2.WatchRequest, flt: InstanceFilter,
+                     watch: BlockingQueryWatch[tuple[Instance, ...]]) -> AsyncIterator[registry_pb2.WatchResponse]:
         shown: list[Instance] | None = None
         stale = False
-        async for snapshot in self._cache.watch(request.service).subscribe():
+        async for snapshot in watch.subscribe():
             everything = {i.instance_id: i for i in snapshot.value or ()}
             now = visible(everything.values(), flt, request.include_unhealthy)
             wire = [instance_to_proto(i) for i in now]

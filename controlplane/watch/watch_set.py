@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from controlplane.errors import LimitExceeded
@@ -18,6 +20,11 @@ Load = Callable[[str, int, float], Awaitable[tuple[int, T]]]
 
 LIVE: weakref.WeakSet[WatchSet[Any]] = weakref.WeakSet()
 """Every WatchSet of the process, for metrics (`controlplane_consul_watches`)."""
+
+
+# The share of a watch set that clients' Watch and WatchConfig streams may hold: the rest stays for
+# Discover, xDS and the saga invoker, whatever names clients stream.
+STREAM_SHARE = 0.75
 
 
 class WatchSet(Generic[T]):
@@ -40,6 +47,7 @@ class WatchSet(Generic[T]):
         self._backoff = backoff
         self._idle_timeout = idle_timeout
         self._watches: dict[str, BlockingQueryWatch[T]] = {}
+        self._streamed: Counter[str] = Counter()  # key -> clients' streams following it now
         LIVE.add(self)
 
     @property
@@ -60,6 +68,24 @@ class WatchSet(Generic[T]):
                                        reachability=self._reachability)
             self._watches[key] = found.start()
         return found
+
+    @contextlib.contextmanager
+    def for_stream(self, key: str) -> Iterator[BlockingQueryWatch[T]]:
+        """The watch of `key` for a client's stream, counted for as long as the block runs: streams may
+        follow at most STREAM_SHARE of `max_watches` keys (LimitExceeded past it)."""
+        if key not in self._streamed:
+            allowed = max(1, int(STREAM_SHARE * self._max_watches))
+            if len(self._streamed) >= allowed:
+                raise LimitExceeded(f"streams follow {len(self._streamed)} {self._what} watches, the most they may "
+                                    f"({allowed}); the rest are kept for Discover and xDS")
+        found = self.watch(key)
+        self._streamed[key] += 1
+        try:
+            yield found
+        finally:
+            self._streamed[key] -= 1
+            if not self._streamed[key]:
+                del self._streamed[key]
 
     async def stop(self) -> None:
         """End every watch, and with them every subscription."""

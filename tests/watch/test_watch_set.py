@@ -115,3 +115,31 @@ def test_a_full_set_drops_its_least_recently_used_idle_watch_and_refuses_when_al
     kept, refused = run(scenario())
     assert kept == ["b", "c"]
     assert "2 things watches are open" in refused
+
+
+def test_clients_streams_follow_at_most_their_share_and_the_rest_stays_for_other_uses():
+    # Watch streams on 256 made-up names took every watch of the registry cache: xDS and new Watch
+    # streams of real services were RESOURCE_EXHAUSTED.
+    from controlplane.errors import LimitExceeded
+
+    async def scenario() -> tuple[str, list[str]]:
+        watches = WatchSet("things", FakeConsul().load, wait=5, backoff=Backoff(), idle_timeout=300, max_watches=4)
+        with contextlib.ExitStack() as streams:
+            for key in "abc":  # 3 of 4: the share clients' streams may hold
+                streams.enter_context(watches.for_stream(key))
+            with watches.for_stream("a"):  # another stream of a followed key costs no watch
+                pass
+            try:
+                with watches.for_stream("d"):
+                    refused = ""
+            except LimitExceeded as exc:
+                refused = exc.message
+            watches.watch("d")  # Discover, xDS, the saga invoker: still served
+        with watches.for_stream("e"):  # the streams ended: room again
+            held = sorted(key for key in "abcde" if watches.has(key))
+        await watches.stop()
+        return refused, held
+
+    refused, held = run(scenario())
+    assert refused == "streams follow 3 things watches, the most they may (3); the rest are kept for Discover and xDS"
+    assert "d" in held and "e" in held

@@ -21,12 +21,20 @@ def _shown(text: object) -> str:
     return repr(str(text)[:40])
 
 
+def _ascii(text: str) -> str:
+    """`text` if it is ASCII: float() and int() also read other scripts' digits ("٣" is 3) and 5,000-digit
+    numbers (int() refuses them with a message about its own limit)."""
+    if not text.isascii() or len(text) > 40:
+        raise ValueError(text)
+    return text
+
+
 def seconds(low: float, high: float = DAY, *, zero: bool = False) -> Callable[[str], float]:
     """A duration in seconds within [low, high]; with zero=True, 0 is accepted too (it means "off")."""
 
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = float(_ascii(text))
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number of seconds: {_shown(text)}") from None
         if zero and value == 0:
@@ -45,7 +53,7 @@ def whole(low: int, high: int) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(_ascii(text))
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {_shown(text)}") from None
         if not low <= value <= high:

@@ -76,6 +76,14 @@ def test_with_nothing_given_the_settings_are_the_defaults() -> None:
     assert ServerSettings.from_args([], env={}) == dataclasses.replace(defaults, consul_advertise=defaults.consul_addr)
 
 
+@pytest.mark.parametrize("text", ["\u0663", "\uff11", "1" * 5000, "\u0663.5"])
+def test_the_types_read_ascii_numbers_only(text: str) -> None:
+    with pytest.raises(Exception, match="not a whole number"):
+        whole(1, 10**6)(text)
+    with pytest.raises(Exception, match="not a number of seconds"):
+        seconds(0, 10**6)(text)
+
+
 def test_the_types_name_the_allowed_range() -> None:
     with pytest.raises(Exception, match=r"must be 0 or 0\.1\.\.86400 seconds"):
         seconds(0.1, zero=True)("0.05")

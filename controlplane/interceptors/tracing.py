@@ -33,6 +33,7 @@ from controlplane.interceptors._aio_client import aio_client_chain
 from controlplane.interceptors._server import AioServerInterceptor, ServerInterceptor
 from controlplane.interceptors._sync_client import ClientInterceptor
 from controlplane.interceptors.spans import TRACE_ID_KEY, ClientSpans, ServerSpans
+from controlplane.text import decimal
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -244,12 +245,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     raw = env.get(name)
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    value = decimal(raw.strip(), 18)  # ASCII digits only: int() also reads "٣" as 3
+    if value is None or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {raw[:40]!r}")
     return value
 
 

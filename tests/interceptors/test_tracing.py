@@ -258,6 +258,17 @@ def test_log_records_written_while_handling_a_call_carry_its_trace_and_span_ids(
 # --- setup_tracing and exporters ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("name", "raw"), [
+    ("CONTROLPLANE_TRACE_MAX_BYTES", "\u0663"), ("CONTROLPLANE_TRACE_MAX_BYTES", "0"),
+    ("CONTROLPLANE_TRACE_BACKUPS", "-1"), ("CONTROLPLANE_TRACE_BACKUPS", "x"),
+])
+def test_span_file_sizes_are_whole_numbers_in_ascii_digits(name: str, raw: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+        TracingSettings.from_env({name: raw})
+    assert TracingSettings.from_env({"CONTROLPLANE_TRACE_MAX_BYTES": " 4096 ", "CONTROLPLANE_TRACE_BACKUPS": "0"}
+                                    ) == TracingSettings(max_file_bytes=4096, backup_files=0)
+
+
 def test_tracing_settings_follow_the_otel_environment() -> None:
     assert TracingSettings.from_env({}) == TracingSettings("jsonl", ".traces")
     assert TracingSettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}).exporter == "otlp"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_BYTES", "MAX_PAGE_SIZE", "fill", "page_size"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_BYTES", "MAX_PAGE_SIZE", "every_page", "fill", "page_size"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -44,3 +44,18 @@ def fill(page: Any, items: Iterable[tuple[K, Callable[[], Any]]], *, size: int, 
         used += item_bytes
         last = key
     return None
+
+
+def every_page(call: Callable[..., Any], first: Any, *, timeout: float, max_pages: int = 10_000) -> list[Any]:
+    """Every page of a paged list RPC, the caller's side: `call(first)`, then `first` with each page's
+    `next_page_token` until one has none (RuntimeError after `max_pages`, rather than following a server
+    that never ends)."""
+    pages = [call(first, timeout=timeout)]
+    while pages[-1].next_page_token:
+        if len(pages) >= max_pages:
+            raise RuntimeError(f"{type(first).__name__}: no last page after {max_pages} pages")
+        request = type(first)()
+        request.CopyFrom(first)
+        request.page_token = pages[-1].next_page_token
+        pages.append(call(request, timeout=timeout))
+    return pages

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from controlplane import paging
 from controlplane.consul.local_agent import free_port
 from controlplane.v1 import registry_pb2
 
@@ -136,17 +137,9 @@ class HealthServer:
         self.server.stop(0).wait()
 
 
-def all_pages(list_call: Callable[..., Any], request_type: Callable[..., Any], page_size: int = 0,
-              max_pages: int = 1000) -> list[Any]:
-    """Every page of a paged list RPC (`list_call(request_type(page_size=, page_token=))`), following
-    next_page_token; fails after `max_pages`."""
-    pages, token = [], ""
-    for _ in range(max_pages):
-        pages.append(list_call(request_type(page_size=page_size, page_token=token), timeout=30))
-        token = pages[-1].next_page_token
-        if not token:
-            return pages
-    raise AssertionError(f"{request_type.__name__}: no last page after {max_pages} pages")
+def all_pages(list_call: Callable[..., Any], request_type: Callable[..., Any], page_size: int = 0) -> list[Any]:
+    """Every page of a paged list RPC (`paging.every_page`, at most 1,000 pages)."""
+    return paging.every_page(list_call, request_type(page_size=page_size), timeout=30, max_pages=1000)
 
 
 def ttl(seconds: int = 30) -> registry_pb2.HealthCheck:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from controlplane.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, fill, page_size
+import pytest
+
+from controlplane.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, every_page, fill, page_size
 from controlplane.v1 import registry_pb2
 
 
@@ -40,3 +42,17 @@ def test_the_last_page_has_no_next_token_and_bytes_count_what_the_answer_holds_a
 
 def test_page_size_defaults_and_is_capped() -> None:
     assert (page_size(0), page_size(7), page_size(10**6)) == (DEFAULT_PAGE_SIZE, 7, MAX_PAGE_SIZE)
+
+
+def test_every_page_follows_the_tokens_keeping_the_request_and_stops_at_max_pages() -> None:
+    sent: list[registry_pb2.ListServicesRequest] = []
+
+    def list_services(request: registry_pb2.ListServicesRequest, timeout: float) -> registry_pb2.ListServicesResponse:
+        sent.append(request)
+        after = int(request.page_token or 0)
+        return registry_pb2.ListServicesResponse(next_page_token=str(after + 1) if after < 2 else "")
+
+    pages = every_page(list_services, registry_pb2.ListServicesRequest(page_size=7), timeout=5)
+    assert len(pages) == 3 and [(r.page_size, r.page_token) for r in sent] == [(7, ""), (7, "1"), (7, "2")]
+    with pytest.raises(RuntimeError, match="no last page after 2 pages"):
+        every_page(list_services, registry_pb2.ListServicesRequest(), timeout=5, max_pages=2)

@@ -129,14 +129,12 @@ def show_trace(trace_id: str, folder: Path) -> int:
 
 
 def status(control_plane: str) -> int:
+    from controlplane import paging
     from controlplane.v1 import registry_pb2, registry_pb2_grpc
 
     with as_connection(control_plane).channel() as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
-        pages = [registry.ListServices(registry_pb2.ListServicesRequest(), timeout=5)]
-        while pages[-1].next_page_token:  # a page at a time, in name order
-            pages.append(registry.ListServices(
-                registry_pb2.ListServicesRequest(page_token=pages[-1].next_page_token), timeout=5))
+        pages = paging.every_page(registry.ListServices, registry_pb2.ListServicesRequest(), timeout=5)
         services = [svc for page in pages for svc in page.services]
         stale = any(page.stale for page in pages)
         print(f"control plane {control_plane}: {len(services)} services" + (" (stale)" if stale else ""))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane import endpoints
+from controlplane import endpoints, paging
 from controlplane.client import ClientTLS, as_connection
 from controlplane.v1 import xds_pb2, xds_pb2_grpc
 from controlplane.xds.bootstrap import bootstrap_json
@@ -20,11 +20,8 @@ def status(control_plane: str) -> int:
     """Each replica's ADS streams (ask every replica: a stream lives on the one it reached)."""
     for address in endpoints.parse(control_plane):
         with as_connection(address).channel() as channel:
-            stub = xds_pb2_grpc.XdsStatusServiceStub(channel)
-            pages = [stub.ListXdsClients(xds_pb2.ListXdsClientsRequest(), timeout=5)]
-            while pages[-1].next_page_token:
-                pages.append(stub.ListXdsClients(
-                    xds_pb2.ListXdsClientsRequest(page_token=pages[-1].next_page_token), timeout=5))
+            pages = paging.every_page(xds_pb2_grpc.XdsStatusServiceStub(channel).ListXdsClients,
+                                      xds_pb2.ListXdsClientsRequest(), timeout=5)
         counters = pages[0].counters
         clients = [client for page in pages for client in page.clients]
         print(f"{address}: {len(clients)} ADS streams; responses {sum(counters.responses.values())}, "

@@ -91,7 +91,7 @@ class ControlPlane:
         )
         self._config.add_to_server(server)
         # xDS for stock gRPC clients, on the same port, from the same watches as Discover and WatchConfig.
-        self._xds_views = ServiceViews(self._cache.watch, self._config.document_watch,
+        self._xds_views = ServiceViews(self._cache.for_stream, self._config.document_for_stream,
                                        first_sync_timeout=s.cache.first_sync_timeout)
         self.xds = AggregatedDiscovery(self._xds_views, identifier=f"controlplane {socket.gethostname()}")
         self.xds.add_to_server(server)

@@ -7,6 +7,7 @@ WatchConfig streams follow a shared blocking-query watch per service (see watche
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -76,9 +77,9 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
     def add_to_server(self, server: grpc.aio.Server) -> None:
         config_pb2_grpc.add_ConfigServiceServicer_to_server(self, server)
 
-    def document_watch(self, service: str) -> BlockingQueryWatch[ServiceState]:
-        """The watch of one service's configuration, shared with WatchConfig (the xDS server reads it too)."""
-        return self._watches.watch(service)
+    def document_for_stream(self, service: str) -> contextlib.AbstractContextManager[BlockingQueryWatch[ServiceState]]:
+        """The watch of one service's configuration for an xDS view, held as a WatchConfig stream holds it."""
+        return self._watches.for_stream(service)
 
     async def stop(self) -> None:
         """End every WatchConfig stream (they finish with OK; clients reconnect)."""

@@ -22,8 +22,8 @@ LIVE: weakref.WeakSet[WatchSet[Any]] = weakref.WeakSet()
 """Every WatchSet of the process, for metrics (`controlplane_consul_watches`)."""
 
 
-# The share of a watch set that clients' Watch and WatchConfig streams may hold: the rest stays for
-# Discover, xDS and the saga invoker, whatever names clients stream.
+# The share of a watch set that what clients name may hold (their Watch and WatchConfig streams, the
+# services of ADS subscriptions): the rest stays for Discover and the saga invoker, whatever names clients send.
 STREAM_SHARE = 0.75
 
 
@@ -71,13 +71,14 @@ class WatchSet(Generic[T]):
 
     @contextlib.contextmanager
     def for_stream(self, key: str) -> Iterator[BlockingQueryWatch[T]]:
-        """The watch of `key` for a client's stream, counted for as long as the block runs: streams may
-        follow at most STREAM_SHARE of `max_watches` keys (LimitExceeded past it)."""
+        """The watch of `key` for a client's stream (or an xDS view), counted for as long as the block runs:
+        together they may follow at most STREAM_SHARE of `max_watches` keys (LimitExceeded past it)."""
         if key not in self._streamed:
             allowed = max(1, int(STREAM_SHARE * self._max_watches))
             if len(self._streamed) >= allowed:
-                raise LimitExceeded(f"streams follow {len(self._streamed)} {self._what} watches, the most they may "
-                                    f"({allowed}); the rest are kept for Discover and xDS")
+                raise LimitExceeded(f"clients' streams and xDS subscriptions follow {len(self._streamed)} "
+                                    f"{self._what} watches, the most they may ({allowed}); the rest are kept for "
+                                    "Discover and the saga invoker")
         found = self.watch(key)
         self._streamed[key] += 1
         try:

@@ -11,7 +11,9 @@ What a client says is bounded before it is kept or logged: a resource name longe
 INVALID_ARGUMENT (none of ours is that long), its node's texts and its NACK text are cut to that size, its
 environment must be a valid environment name (else INVALID_ARGUMENT), and at most MAX_PENDING requests are
 read ahead of the one being handled, so a client that writes without reading its responses is held back by
-gRPC's flow control instead of filling this process's memory.
+gRPC's flow control instead of filling this process's memory. A stream follows at most MAX_NAMES services
+(RESOURCE_EXHAUSTED past it), one connection holds at most 100 ADS streams, and the watches behind the
+services clients name come out of the share of the watch sets kept for clients (`views`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from controlplane.errors import DomainError, FieldViolation, LimitExceeded, grpc
 from controlplane.log_budget import LogBudget
 from controlplane.names import shown
 from controlplane.text import cut
+from controlplane.watch.quota import DEFAULT_PER_CALLER, StreamQuota
 from controlplane.xds.resources import LISTENER, TYPES, problems, service_of, version_of
 from controlplane.xds.v1 import envoy_wire_pb2 as w
 from controlplane.xds.views import ServiceView, ServiceViews
@@ -43,8 +46,9 @@ SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 METHOD = f"/{SERVICE}/StreamAggregatedResources"
 ENVIRONMENT_KEY = "environment"  # node.metadata key naming the config environment a client follows
 _CHANGED = object()  # in a stream's inbox: some view it uses has changed
-# Names one stream may subscribe to per type: each valid service name costs a Consul watch (shared, and capped
-# by the watch set), so a client listing thousands is refused rather than let crowd out everyone's watches.
+# Names one stream may subscribe to per type, and services it may follow across its types: each valid service
+# name costs two Consul watches (shared, and held within the share of the watch sets clients may take), so a
+# client listing thousands is refused rather than let crowd out everyone's watches.
 MAX_NAMES = 256
 MAX_PENDING = 64  # requests read from a stream ahead of the one being handled
 MAX_CLIENT_TEXT = 512  # characters kept of each text a client sends about itself (node id, NACK message, ...)
@@ -95,13 +99,15 @@ class Counters:
 class AggregatedDiscovery:
     """The ADS server. `add_to_server()` puts it on a grpc.aio server."""
 
-    def __init__(self, views: ServiceViews, identifier: str = "controlplane") -> None:
+    def __init__(self, views: ServiceViews, identifier: str = "controlplane",
+                 streams_per_connection: int = DEFAULT_PER_CALLER) -> None:
         self._views = views
         self._identifier = w.ControlPlaneId(identifier=identifier)
         self._nonces = itertools.count(1)
         self.streams: dict[int, Stream] = {}
         self.counters = Counters()
         self._ids = itertools.count(1)
+        self._quota = StreamQuota("ADS", per_caller=streams_per_connection)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handler = grpc.stream_stream_rpc_method_handler(
@@ -114,6 +120,16 @@ class AggregatedDiscovery:
         )
 
     async def stream(self, requests: AsyncIterator[w.DiscoveryRequest], context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[w.DiscoveryResponse]:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self._quota.hold(context.peer()))
+            except LimitExceeded as exc:
+                await context.abort_with_status(grpc_status_for(exc))
+            async for response in self._serve(requests, context):
+                yield response
+
+    async def _serve(self, requests: AsyncIterator[w.DiscoveryRequest], context: grpc.aio.ServicerContext
                      ) -> AsyncIterator[w.DiscoveryResponse]:
         stream_id = next(self._ids)
         stream = Stream(peer=context.peer())
@@ -204,9 +220,12 @@ class AggregatedDiscovery:
 
     def _resubscribe(self, stream: Stream, used: dict[str, ServiceView], sub: Subscription, type_url: str,
                      names: frozenset[str], on_change: Callable[[], None]) -> None:
-        sub.names = names
-        wanted = {service for s_type, s in stream.subscriptions.items() for name in s.names
+        wanted = {service for s_type, s in stream.subscriptions.items() for name in (names if s is sub else s.names)
                   if (service := service_of(s_type, name)) is not None}
+        if len(wanted) > MAX_NAMES:
+            raise LimitExceeded(f"{len(wanted)} services across the stream's subscriptions; a stream may follow at "
+                                f"most {MAX_NAMES}")
+        sub.names = names
         for service in wanted - used.keys():
             view = self._views.use(service)
             view.on_change(on_change)

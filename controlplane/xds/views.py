@@ -1,10 +1,14 @@
 """What the xDS server knows of each subscribed service: its passing instances and its traffic policy.
 
 One view per service, shared by every ADS stream that asks for it, fed by the same blocking-query watches that
-serve Discover/Watch (instances) and WatchConfig (documents). A view is ready once Consul has answered for
-the instances: before that nothing is sent, so a client never gets an empty endpoint set because the control
-plane has just started. When Consul cannot be reached the watch reports its value stale and the view keeps
-the last set Consul confirmed, as Discover does; a policy that no longer parses keeps the last good one.
+serve Discover/Watch (instances) and WatchConfig (documents). Views are made for whatever names clients
+subscribe to, so they hold their watches as clients' streams do (`WatchSet.for_stream`): within the share of
+each watch set that clients may take, the rest staying for Discover and the saga invoker.
+
+A view is ready once Consul has answered for the instances: before that nothing is sent, so a client never
+gets an empty endpoint set because the control plane has just started. When Consul cannot be reached the
+watch reports its value stale and the view keeps the last set Consul confirmed, as Discover does; a policy
+that no longer parses keeps the last good one.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from controlplane.xds.traffic import TrafficPolicy
 
 log = logging.getLogger(__name__)
 
-InstanceWatches = Callable[[str], BlockingQueryWatch[tuple[Instance, ...]]]
-DocumentWatches = Callable[[str], BlockingQueryWatch[ServiceState]]
+# service -> its watch, held while the context is entered (LimitExceeded when no more may be held)
+InstanceWatches = Callable[[str], contextlib.AbstractContextManager[BlockingQueryWatch[tuple[Instance, ...]]]]
+DocumentWatches = Callable[[str], contextlib.AbstractContextManager[BlockingQueryWatch[ServiceState]]]
 _EVERY = InstanceFilter()
 RESOLVE_TIMEOUT = 2.0
 
@@ -161,12 +166,18 @@ class ServiceViews:
         self._first_sync_timeout = first_sync_timeout
         self._zone = zone
         self._views: dict[str, ServiceView] = {}
+        self._claims: dict[str, contextlib.ExitStack] = {}
 
     def use(self, service: str) -> ServiceView:
+        """The view of `service`, made on first use; LimitExceeded when its watches cannot be held."""
         view = self._views.get(service)
         if view is None:
-            view = ServiceView(service, self._instances(service), self._documents(service),
-                               first_sync_timeout=self._first_sync_timeout, zone=self._zone)
+            with contextlib.ExitStack() as claims:
+                instances = claims.enter_context(self._instances(service))
+                documents = claims.enter_context(self._documents(service))
+                view = ServiceView(service, instances, documents, first_sync_timeout=self._first_sync_timeout,
+                                   zone=self._zone)
+                self._claims[service] = claims.pop_all()
             self._views[service] = view
         view.users += 1
         return view
@@ -178,6 +189,7 @@ class ServiceViews:
         view.users -= 1
         if view.users <= 0:
             del self._views[service]
+            self._claims.pop(service).close()  # at once: the watches may be claimed again
             asyncio.get_running_loop().create_task(view.stop())
 
     def __len__(self) -> int:
@@ -185,4 +197,7 @@ class ServiceViews:
 
     async def stop(self) -> None:
         views, self._views = list(self._views.values()), {}
+        claims, self._claims = list(self._claims.values()), {}
+        for held in claims:
+            held.close()
         await asyncio.gather(*(view.stop() for view in views), return_exceptions=True)

@@ -141,5 +141,6 @@ def test_clients_streams_follow_at_most_their_share_and_the_rest_stays_for_other
         return refused, held
 
     refused, held = run(scenario())
-    assert refused == "streams follow 3 things watches, the most they may (3); the rest are kept for Discover and xDS"
+    assert refused == ("clients' streams and xDS subscriptions follow 3 things watches, the most they may (3); "
+                       "the rest are kept for Discover and the saga invoker")
     assert "d" in held and "e" in held

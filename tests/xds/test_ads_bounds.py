@@ -7,6 +7,7 @@ fetch answers from memory (no Consul: these are the server's own limits, not its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,7 +52,12 @@ def answered(value: Any) -> BlockingQueryWatch[Any]:
     return BlockingQueryWatch("test", fetch).start()
 
 
-def never_used(service: str) -> BlockingQueryWatch[Any]:
+def held(watch: BlockingQueryWatch[Any]) -> contextlib.AbstractContextManager[BlockingQueryWatch[Any]]:
+    """A watch as ServiceViews takes one: held while the context is entered (no share to count here)."""
+    return contextlib.nullcontext(watch)
+
+
+def never_used(service: str) -> contextlib.AbstractContextManager[BlockingQueryWatch[Any]]:
     raise AssertionError(f"no view should be made for {service}")
 
 
@@ -138,8 +144,8 @@ def test_environments_without_a_layer_share_the_default_layers_resources() -> No
               "staging": Layer("staging", {"traffic_policy": {"timeout_seconds": 5}}, 2, "test", 0.0)}
 
     async def scenario() -> None:
-        views = ServiceViews(lambda service: answered((instance,)),
-                             lambda service: answered(ServiceState("svc", layers)), first_sync_timeout=5)
+        views = ServiceViews(lambda service: held(answered((instance,))),
+                             lambda service: held(answered(ServiceState("svc", layers))), first_sync_timeout=5)
         view = views.use("svc")
         for _ in range(1000):  # the view is ready once both watches have answered
             if view.ready:
@@ -218,3 +224,130 @@ def test_the_status_rpc_pages_streams_by_count_and_by_bytes() -> None:
     with pytest.raises(Aborted) as refused:
         asyncio.run(servicer.ListXdsClients(xds_pb2.ListXdsClientsRequest(page_token="²"), Context()))
     assert refused.value.status.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- what ADS clients name comes out of the share of the watch sets kept for clients --------------------
+
+
+class Client:
+    """One ADS stream of a test client: requests go in as it sends them, the status it ends with comes out."""
+
+    def __init__(self, ads: AggregatedDiscovery, peer: str = "ipv4:127.0.0.1:40000") -> None:
+        self._inbox: asyncio.Queue[w.DiscoveryRequest] = asyncio.Queue()
+        context = Context()
+        context.peer = lambda: peer  # type: ignore[method-assign]
+        self._responses = ads.stream(self._feed(), context)  # type: ignore[arg-type]
+        self.status: grpc.Status | None = None
+
+    async def _feed(self) -> AsyncIterator[w.DiscoveryRequest]:
+        while True:
+            yield await self._inbox.get()
+
+    async def ask(self, type_url: str, names: list[str]) -> w.DiscoveryResponse | grpc.Status:
+        """Subscribe to `names` of `type_url`: the next response, or the status the stream ended with."""
+        self._inbox.put_nowait(w.DiscoveryRequest(type_url=type_url, resource_names=names))
+        try:
+            return await asyncio.wait_for(anext(self._responses), 10)
+        except Aborted as aborted:
+            self.status = aborted.status
+            return aborted.status
+
+    async def close(self) -> None:
+        await self._responses.aclose()
+
+
+def _watch_sets(max_watches: int) -> tuple[Any, Any]:
+    from controlplane.watch import Backoff
+    from controlplane.watch.watch_set import WatchSet
+
+    async def instances(key: str, index: int, wait: float) -> tuple[int, Any]:
+        if index:
+            await asyncio.Event().wait()  # unchanged, as a blocking query on an unchanged key
+        return 1, (Instance(key, f"{key}-a", "127.0.0.1", 5000, health=Health.PASSING),)
+
+    async def documents(key: str, index: int, wait: float) -> tuple[int, Any]:
+        if index:
+            await asyncio.Event().wait()
+        return 1, ServiceState(key)
+
+    make = {"wait": 5, "backoff": Backoff(), "idle_timeout": 300, "max_watches": max_watches}
+    return WatchSet("instances", instances, **make), WatchSet("config", documents, **make)
+
+
+def test_ads_subscriptions_on_made_up_names_cannot_take_the_watches_discover_needs() -> None:
+    # An ADS stream's views took watches for any name it sent, outside the share kept for clients: made-up
+    # names filled the watch sets, and Discover, Watch and the saga invoker were RESOURCE_EXHAUSTED.
+    async def scenario() -> tuple[Any, ...]:
+        instances, documents = _watch_sets(max_watches=4)  # clients may hold 3 of 4
+        ads = AggregatedDiscovery(ServiceViews(instances.for_stream, documents.for_stream, first_sync_timeout=5))
+        greedy = Client(ads)
+        taken = await greedy.ask(CLUSTER, ["made-up-1", "made-up-2", "made-up-3"])
+        refused = await greedy.ask(CLUSTER, ["made-up-1", "made-up-2", "made-up-3", "made-up-4"])
+        discover = instances.watch("order")  # what Discover does for a service nobody streams: room is left
+        await greedy.close()
+        modest = Client(ads, peer="ipv4:127.0.0.1:40001")
+        after = await modest.ask(CLUSTER, ["payment", "inventory", "user"])  # the greedy stream's watches are back
+        await modest.close()
+        await ads._views.stop()
+        await instances.stop()
+        await documents.stop()
+        return taken, refused, discover, after
+
+    taken, refused, discover, after = asyncio.run(scenario())
+    assert isinstance(taken, w.DiscoveryResponse) and len(taken.resources) == 3
+    assert isinstance(refused, grpc.Status) and refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "the most they may (3)" in refused.details
+    assert discover is not None
+    assert isinstance(after, w.DiscoveryResponse) and len(after.resources) == 3
+
+
+def test_a_stream_follows_at_most_max_names_services_across_its_types() -> None:
+    from controlplane.xds.ads import MAX_NAMES
+
+    async def scenario() -> tuple[Any, Any]:
+        instances, documents = _watch_sets(max_watches=4 * MAX_NAMES)
+        ads = AggregatedDiscovery(ServiceViews(instances.for_stream, documents.for_stream, first_sync_timeout=5))
+        client = Client(ads)
+        half = MAX_NAMES // 2 + 1
+        first = await client.ask(CLUSTER, [f"a-{n}" for n in range(half)])
+        views = len(ads._views)
+        second = await client.ask(LISTENER, [f"b-{n}" for n in range(half)])  # each type within MAX_NAMES
+        views = (views, len(ads._views))
+        await client.close()
+        await ads._views.stop()
+        await instances.stop()
+        await documents.stop()
+        return first, second, views
+
+    first, second, views = asyncio.run(scenario())
+    assert isinstance(first, w.DiscoveryResponse)
+    assert isinstance(second, grpc.Status) and second.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"at most {MAX_NAMES}" in second.details
+    # one view per service; the refused subscription made none, and the ended stream left none behind
+    assert views == (MAX_NAMES // 2 + 1, 0)
+
+
+def test_one_connection_holds_at_most_its_quota_of_ads_streams() -> None:
+    async def scenario() -> tuple[Any, ...]:
+        instances, documents = _watch_sets(max_watches=16)
+        ads = AggregatedDiscovery(ServiceViews(instances.for_stream, documents.for_stream, first_sync_timeout=5),
+                                  streams_per_connection=2)
+        mine = [Client(ads), Client(ads), Client(ads)]
+        answers = [await client.ask(CLUSTER, ["order"]) for client in mine]
+        other = Client(ads, peer="ipv4:127.0.0.1:40001")
+        theirs = await other.ask(CLUSTER, ["order"])
+        await mine[0].close()
+        again = Client(ads)
+        reopened = await again.ask(CLUSTER, ["order"])
+        for client in (*mine[1:], other, again):
+            await client.close()
+        await ads._views.stop()
+        await instances.stop()
+        await documents.stop()
+        return (*answers, theirs, reopened)
+
+    first, second, third, theirs, reopened = asyncio.run(scenario())
+    assert isinstance(first, w.DiscoveryResponse) and isinstance(second, w.DiscoveryResponse)
+    assert isinstance(third, grpc.Status) and third.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "at most 2 ADS streams" in third.details
+    assert isinstance(theirs, w.DiscoveryResponse) and isinstance(reopened, w.DiscoveryResponse)

@@ -25,7 +25,7 @@ from controlplane.xds.resources import TYPES
 from controlplane.xds.v1 import envoy_wire_pb2 as w
 from controlplane.xds.views import ServiceViews
 from tests.fuzz.requests import strings
-from tests.xds.test_ads_bounds import Aborted, Context, answered
+from tests.xds.test_ads_bounds import Aborted, Context, answered, held
 
 EXAMPLES = max(300, int(os.environ.get("FUZZ_EXAMPLES", "0")))
 pytestmark = pytest.mark.timeout(120 + EXAMPLES * 0.1)  # a stream takes a few ms; `make fuzz` runs thousands
@@ -58,7 +58,8 @@ requests = st.builds(
 
 async def _stream(sent: list[w.DiscoveryRequest]) -> tuple[list[w.DiscoveryResponse], grpc.Status | None, int]:
     instance = Instance("any", "any-a", "127.0.0.1", 5000, health=Health.PASSING)
-    views = ServiceViews(lambda service: answered((instance,)), lambda service: answered(ServiceState(service)),
+    views = ServiceViews(lambda service: held(answered((instance,))),
+                         lambda service: held(answered(ServiceState(service))),
                          first_sync_timeout=1)
     ads = AggregatedDiscovery(views)
     taken = asyncio.Event()

@@ -38,12 +38,16 @@ def show(channel: grpc.Channel, saga_id: str) -> int:
     print(f"input: {json.dumps(json_format.MessageToDict(saga.input), sort_keys=True)}")
     for step in saga.steps:
         print(f"  {step.name:<18} {_name(saga_pb2.StepStatus, step.status, 'STEP_STATUS_')}")
+        if step.attempts_left_out:
+            print(f"    ({step.attempts_left_out} earlier attempts not shown)")
         for attempt in step.attempts:
             kind = "compensation" if attempt.compensation else "action"
             took = (attempt.finished_at.ToNanoseconds() - attempt.started_at.ToNanoseconds()) / 1e6
             error = f"  {attempt.error}" if attempt.error else ""
             by = f" by {attempt.replica}" if attempt.replica else ""
             print(f"    {kind} #{attempt.attempt}: {attempt.code or '...'} ({took:.1f} ms){by}{error}")
+    if saga.errors_left_out:
+        print(f"  ({saga.errors_left_out} earlier errors not shown)")
     for error in saga.errors:
         print(f"  error: {error}")
     return 0

@@ -10,8 +10,18 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from controlplane.errors import ValidationError
 from controlplane.saga.eventstore import Event, RecordedEvent
-from controlplane.saga.state import EventType, SagaState, StepProgress
+from controlplane.saga.state import Attempt, EventType, SagaState, StepProgress
 from controlplane.v1 import saga_pb2
+
+# What one Saga message carries of a saga's history. A saga may have 50 steps with up to 100 attempts of
+# its action and 100 of its compensation, each error up to 2,000 characters (8,000 bytes of UTF-8), and
+# one saga error per failed attempt: all of it would be some 80 MB, past gRPC's 4 MiB, and GetSaga and
+# WatchSaga of such a saga would fail in every caller. The latest attempts and errors are carried, and how
+# many were left out: at most 50 x 40 KiB of attempts' errors, 20 x 8,000 bytes of saga errors, beside a
+# state the orchestrator keeps under 256 KiB (record_size.py).
+WIRE_ATTEMPTS = 10  # per step and kind (action, compensation): the latest
+WIRE_STEP_ERROR_BYTES = 40 * 1024  # the attempts' error texts of one step, in one message
+WIRE_ERRORS = 20  # the saga's latest errors
 
 
 def timestamp(unix_seconds: float | None) -> timestamp_pb2.Timestamp | None:
@@ -73,7 +83,8 @@ def saga_to_proto(state: SagaState, input_struct: struct_pb2.Struct | None = Non
         status=int(state.status),
         current_step=state.current_step,
         trace_id=state.trace_id,
-        errors=list(state.errors),
+        errors=state.errors[-WIRE_ERRORS:],
+        errors_left_out=max(0, len(state.errors) - WIRE_ERRORS),
         stream_version=state.version,
     )
     if input_struct is not None:
@@ -96,7 +107,9 @@ def step_to_proto(step: StepProgress) -> saga_pb2.StepState:
     wire = saga_pb2.StepState(name=step.name, status=int(step.status))
     if step.response is not None:
         wire.response.CopyFrom(struct(step.response))
-    for attempt in step.attempts:
+    shown = latest_attempts(step.attempts)
+    wire.attempts_left_out = len(step.attempts) - len(shown)
+    for attempt in shown:
         a = wire.attempts.add(attempt=attempt.attempt, compensation=attempt.compensation, code=attempt.code,
                               error=attempt.error, replica=attempt.replica)
         started, finished = timestamp(attempt.started_at), timestamp(attempt.finished_at)
@@ -105,6 +118,29 @@ def step_to_proto(step: StepProgress) -> saga_pb2.StepState:
         if finished is not None:
             a.finished_at.CopyFrom(finished)
     return wire
+
+
+def latest_attempts(attempts: list[Attempt]) -> list[Attempt]:
+    """The attempts a message carries, oldest first: the latest WIRE_ATTEMPTS of each kind, while their error
+    texts fit WIRE_STEP_ERROR_BYTES (the newest of each kind always)."""
+    if len(attempts) <= WIRE_ATTEMPTS and sum(len(a.error) for a in attempts) * 4 <= WIRE_STEP_ERROR_BYTES:
+        return attempts  # nearly always: a few attempts, short errors
+    newest = {attempt.compensation: n for n, attempt in enumerate(attempts)}  # kind -> its newest attempt
+    kept = set(newest.values())
+    used = sum(len(attempts[n].error.encode()) for n in kept)
+    counts = {kind: 1 for kind in newest}
+    for n in range(len(attempts) - 1, -1, -1):
+        attempt = attempts[n]
+        if n in kept or counts[attempt.compensation] >= WIRE_ATTEMPTS:
+            continue
+        size = len(attempt.error.encode())
+        if used + size > WIRE_STEP_ERROR_BYTES:
+            counts[attempt.compensation] = WIRE_ATTEMPTS  # no older ones of this kind: what is shown stays contiguous
+            continue
+        counts[attempt.compensation] += 1
+        used += size
+        kept.add(n)
+    return [attempts[n] for n in sorted(kept)]
 
 
 class SagaWire:
@@ -122,8 +158,10 @@ class SagaWire:
         stamp = timestamp(state.updated_at)
         if stamp is not None:
             m.updated_at.CopyFrom(stamp)
-        if len(state.errors) > len(m.errors):
-            m.errors.extend(state.errors[len(m.errors):])
+        if len(state.errors) > m.errors_left_out + len(m.errors):
+            del m.errors[:]
+            m.errors.extend(state.errors[-WIRE_ERRORS:])
+            m.errors_left_out = max(0, len(state.errors) - WIRE_ERRORS)
         if 0 <= event.step < len(state.steps) and event.step < len(m.steps):
             m.steps[event.step].CopyFrom(step_to_proto(state.steps[event.step]))
         if event.type == EventType.STEP_SUCCEEDED:

@@ -122,19 +122,21 @@ class StepAttempt(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., compensation: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[str] = ..., error: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class StepState(_message.Message):
-    __slots__ = ("name", "status", "attempts", "response")
+    __slots__ = ("name", "status", "attempts", "response", "attempts_left_out")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: StepStatus
     attempts: _containers.RepeatedCompositeFieldContainer[StepAttempt]
     response: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., response: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    attempts_left_out: int
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., response: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempts_left_out: _Optional[int] = ...) -> None: ...
 
 class Saga(_message.Message):
-    __slots__ = ("saga_id", "definition_name", "definition_version", "status", "input", "data", "current_step", "steps", "created_at", "updated_at", "trace_id", "errors", "stream_version")
+    __slots__ = ("saga_id", "definition_name", "definition_version", "status", "input", "data", "current_step", "steps", "created_at", "updated_at", "trace_id", "errors", "stream_version", "errors_left_out")
     SAGA_ID_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_NAME_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +150,7 @@ class Saga(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     STREAM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
     saga_id: str
     definition_name: str
     definition_version: int
@@ -161,7 +164,8 @@ class Saga(_message.Message):
     trace_id: str
     errors: _containers.RepeatedScalarFieldContainer[str]
     stream_version: int
-    def __init__(self, saga_id: _Optional[str] = ..., definition_name: _Optional[str] = ..., definition_version: _Optional[int] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., current_step: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., stream_version: _Optional[int] = ...) -> None: ...
+    errors_left_out: int
+    def __init__(self, saga_id: _Optional[str] = ..., definition_name: _Optional[str] = ..., definition_version: _Optional[int] = ..., status: _Optional[_Union[SagaStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., current_step: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., stream_version: _Optional[int] = ..., errors_left_out: _Optional[int] = ...) -> None: ...
 
 class SagaEvent(_message.Message):
     __slots__ = ("version", "type", "recorded_at", "step", "payload")

@@ -248,6 +248,7 @@ class BreakerOpen(Exception):
             message = f"circuit breaker '{name}' is half-open and all its trial calls are taken"
         else:
             message = f"circuit breaker '{name}' is open; next trial call in {retry_in:.3f} s"
+        self.message = message
         super().__init__(message)
 
 
@@ -313,8 +314,28 @@ class CircuitBreaker:
 
     def acquire(self) -> Permit:
         """A permit for one call, or `BreakerOpen` if the breaker refuses it."""
+        answer = self.try_acquire()
+        if isinstance(answer, BreakerOpen):
+            raise answer
+        return answer
+
+    def try_acquire(self) -> Permit | BreakerOpen:
+        """A permit for one call, or the `BreakerOpen` refusal (returned, not raised: refusing is this
+        method's ordinary answer, and an OPEN breaker refuses every call in a hurry)."""
         if self._state is State.CLOSED:  # the hot path takes no lock: acquiring changes nothing in CLOSED
             return self._generation, self._clock()
+        now = self._clock()
+        if self._state is State.OPEN and now < self._open_until:  # refusing changes nothing but the count
+            with self._lock:
+                if self._state is State.OPEN:
+                    self._rejected += 1
+                    open_until = self._open_until
+                else:
+                    open_until = None
+            if open_until is not None:
+                if self._event_listeners:
+                    self._emit([BreakerEvent(self.name, BreakerEventKind.NOT_PERMITTED, now)])
+                return BreakerOpen(self.name, State.OPEN, max(open_until - now, 0.0))
         changes: list[StateChange] = []
         with self._lock:
             now = self._clock()
@@ -335,7 +356,7 @@ class CircuitBreaker:
             return permit
         if self._event_listeners:
             self._emit([BreakerEvent(self.name, BreakerEventKind.NOT_PERMITTED, now)])
-        raise BreakerOpen(self.name, state, retry_in)
+        return BreakerOpen(self.name, state, retry_in)
 
     def record(self, permit: Permit, failed: bool, *, timed: bool = True,
                code: grpc.StatusCode | None = None) -> None:
@@ -701,13 +722,13 @@ class BreakerConcern(ClientConcern):
         breaker = self._breakers.get(target)
         if breaker is None:
             breaker = self._breakers[target] = self.registry.get(breaker_key(target, self._instance))
-        try:
-            return _BreakerScope(self, breaker, breaker.acquire(), not call.streaming)
-        except BreakerOpen as refused:
-            metadata: tuple[tuple[str, str], ...] = ((BREAKER_STATE_KEY, refused.state.value),)
-            if refused.retry_in is not None:
-                metadata += ((BREAKER_RETRY_AFTER_KEY, str(round(refused.retry_in * 1000))),)
-            raise Rejection(grpc.StatusCode.UNAVAILABLE, str(refused), metadata, cause=refused) from None
+        answer = breaker.try_acquire()
+        if not isinstance(answer, BreakerOpen):
+            return _BreakerScope(self, breaker, answer, not call.streaming)
+        metadata: tuple[tuple[str, str], ...] = ((BREAKER_STATE_KEY, answer.state.value),)
+        if answer.retry_in is not None:
+            metadata += ((BREAKER_RETRY_AFTER_KEY, str(round(answer.retry_in * 1000))),)
+        raise Rejection(grpc.StatusCode.UNAVAILABLE, answer.message, metadata, cause=answer)
 
 
 class _BreakerScope:

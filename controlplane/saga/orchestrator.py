@@ -25,7 +25,14 @@ from typing import Any
 
 import grpc
 
-from controlplane.errors import AlreadyExistsError, ConflictError, ConsulUnavailable, NotFoundError, PreconditionError
+from controlplane.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ConsulUnavailable,
+    LimitExceeded,
+    NotFoundError,
+    PreconditionError,
+)
 from controlplane.saga import planner, record_size, templates
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.definitions import Definition, Step
@@ -97,6 +104,7 @@ class Orchestrator:
         # (A count: the same saga id may be started by two concurrent requests.)
         self._starting: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._left_orphans = False  # the takeover scan left sagas without a driver: this replica was full
 
     @property
     def replica_id(self) -> str:
@@ -141,6 +149,8 @@ class Orchestrator:
                 await asyncio.wait_for(self._leases.wait_ready(), SESSION_WAIT)
             except TimeoutError:
                 raise ConsulUnavailable("this replica has no Consul session; retry shortly") from None
+        if self._full():
+            return await self._existing_when_full(saga_id, definition, requested_version, saga_input)
         now = self._clock()
         started = Event(EventType.SAGA_STARTED, now, {
             "definition_name": definition.name,
@@ -169,14 +179,31 @@ class Orchestrator:
                 del self._starting[saga_id]
             else:
                 self._starting[saga_id] -= 1
-        if existing.fingerprint != started.data["fingerprint"]:
+        return self._repeated(existing, started.data["fingerprint"]), False
+
+    def _repeated(self, existing: SagaState, requested: str) -> SagaState:
+        """The saga a StartSaga repeats (same id): itself when the request is the same, else ALREADY_EXISTS."""
+        if existing.fingerprint != requested:
             raise AlreadyExistsError(
-                f"saga {saga_id} already exists with a different definition or input; "
+                f"saga {existing.saga_id} already exists with a different definition or input; "
                 "use a new saga id for a new saga"
             )
-        if not existing.terminal and saga_id not in self._drivers:
+        if not existing.terminal and existing.saga_id not in self._drivers:
             self._leases.changed.set()  # an earlier start may have taken the lock but lost its answer
-        return existing, False
+        return existing
+
+    def _full(self) -> bool:
+        """Whether this replica drives (or is starting) as many sagas as it may."""
+        return len(self._drivers) + len(self._starting) >= self._settings.max_driving
+
+    async def _existing_when_full(self, saga_id: str, definition: Definition, requested_version: int,
+                                  saga_input: dict[str, Any]) -> tuple[SagaState, bool]:
+        """A replica with no room starts nothing, but still answers the repeat of a start it made."""
+        existing = await self._repo.load(saga_id)
+        if existing is None:
+            raise LimitExceeded(f"this replica drives {self._settings.max_driving} sagas, the most it may "
+                                "(--saga-max-driving); retry shortly, or on another replica")
+        return self._repeated(existing, fingerprint(definition.name, requested_version, saga_input)), False
 
     async def _record_start(self, saga_id: str, events: list[Event], after: SagaState, effect: Effect
                             ) -> tuple[SagaState | None, SagaState | None]:
@@ -235,6 +262,9 @@ class Orchestrator:
                 del self._drivers[saga_id]
                 self._wakeups.pop(saga_id, None)
                 self._live.pop(saga_id, None)
+                if self._left_orphans:  # room again for sagas the takeover scan had to leave
+                    self._left_orphans = False
+                    self._leases.changed.set()
 
         task.add_done_callback(forget)
 
@@ -433,6 +463,9 @@ class Orchestrator:
                                  saga_id)
                         self._spawn(saga_id, None, None, None)
                 for saga_id in free:
+                    if self._full():
+                        self._left_orphans = True  # for replicas with room, or for this one once it has some
+                        break
                     if saga_id not in self._drivers and await self._leases.acquire(saga_id):
                         log.info("replica %s takes over saga %s", self.replica_id, saga_id)
                         self._spawn(saga_id, None, None, None)

@@ -60,6 +60,10 @@ class SagaSettings:
     # the breaker lets a trial call through instead of spending an attempt, for at most this many
     # seconds in all; refusals after that count as failed attempts. 0: refusals always count.
     compensation_breaker_wait: float = 60.0
+    # Sagas one replica drives at once (each holds its state in memory, up to a few hundred KiB): past it
+    # StartSaga is RESOURCE_EXHAUSTED and orphaned sagas are left for replicas with room, so a flood of
+    # sagas whose participants hang cannot fill this process's memory.
+    max_driving: int = 5000
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -94,6 +98,8 @@ class SagaSettings:
         flag("participant-policy", str, d.participant_policy, "JSON ClientPolicy for calls to participants")
         flag("compensation-breaker-wait", seconds(0), d.compensation_breaker_wait,
              "seconds a compensation may wait in all for open circuit breakers before refusals count as failures")
+        flag("max-driving", whole(1, 1_000_000), d.max_driving,
+             "sagas this replica drives at once; past it StartSaga is RESOURCE_EXHAUSTED")
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> SagaSettings:
@@ -113,4 +119,5 @@ class SagaSettings:
             definitions_reassert=args.saga_definitions_reassert,
             participant_policy=args.saga_participant_policy,
             compensation_breaker_wait=args.saga_compensation_breaker_wait,
+            max_driving=args.saga_max_driving,
         )

@@ -1,0 +1,99 @@
+"""A replica drives at most --saga-max-driving sagas at once: a flood of sagas whose participants are slow
+(or hang) cannot fill its memory. Past the cap StartSaga is RESOURCE_EXHAUSTED and writes nothing, and
+orphaned sagas wait for a replica with room. Real control planes, real Consul, real participants."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from controlplane.consul.local_agent import LocalConsul
+from controlplane.v1 import saga_pb2, saga_pb2_grpc
+from tests.helpers import ControlPlaneProcess
+from tests.saga.participants import Participants
+from tests.saga.sagas import order_definition, order_input, start, wait_ended
+from tests.saga.test_crash_recovery import saga_args
+from tests.saga.test_hostile_input import saga_keys
+
+
+def plane(consul: LocalConsul, log: Path, prefix: str, replica: str, max_driving: int) -> ControlPlaneProcess:
+    return ControlPlaneProcess(consul.http_addr, log_path=log, extra_args=[
+        *saga_args(prefix, replica), "--saga-max-driving", str(max_driving)]).start()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-admission-{uuid.uuid4().hex[:8]}/"
+
+
+def registered(stub: saga_pb2_grpc.SagaServiceStub, participants: Participants) -> str:
+    name = f"order-{uuid.uuid4().hex[:6]}"
+    stub.RegisterDefinition(saga_pb2.RegisterDefinitionRequest(
+        definition=order_definition(name, participants.services)), timeout=10)
+    return name
+
+
+@pytest.fixture
+def small_plane(consul: LocalConsul, tmp_path: Path, prefix: str) -> Iterator[ControlPlaneProcess]:
+    process = plane(consul, tmp_path / "small.log", prefix, f"small-{uuid.uuid4().hex[:6]}", max_driving=2)
+    yield process
+    process.kill()
+
+
+def test_past_its_cap_a_replica_refuses_new_sagas_writes_nothing_and_still_answers_repeats(
+    small_plane: ControlPlaneProcess, participants: Participants, consul: LocalConsul
+) -> None:
+    with small_plane.channel() as channel:
+        stub = saga_pb2_grpc.SagaServiceStub(channel)
+        name = registered(stub, participants)
+        first, second = (start(stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}")) for _ in range(2))
+        assert first.created and second.created  # each call sleeps 0.4 s: both are still being driven
+
+        refused_id = f"saga-{uuid.uuid4().hex[:12]}"
+        with pytest.raises(grpc.RpcError) as refused:
+            start(stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}"), saga_id=refused_id)
+        repeat = stub.StartSaga(saga_pb2.StartSagaRequest(
+            saga_id=first.saga.saga_id, definition_name=name, input=first.saga.input), timeout=10)
+
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--saga-max-driving" in refused.value.details()
+        assert saga_keys(consul, refused_id) == []
+        assert not repeat.created and repeat.saga.saga_id == first.saga.saga_id
+
+        for saga_id in (first.saga.saga_id, second.saga.saga_id):
+            assert wait_ended(stub, saga_id).status == saga_pb2.SAGA_STATUS_COMPLETED
+        assert start(stub, name, order_input(f"ok-{uuid.uuid4().hex[:8]}"), saga_id=refused_id).created
+
+
+def test_a_full_replica_adopts_orphaned_sagas_as_it_has_room(
+    consul: LocalConsul, tmp_path: Path, prefix: str, participants: Participants
+) -> None:
+    dying = plane(consul, tmp_path / "dying.log", prefix, "dying", max_driving=100)
+    heir = None
+    try:
+        with dying.channel() as channel:
+            stub = saga_pb2_grpc.SagaServiceStub(channel)
+            name = registered(stub, participants)
+            started = [start(stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}")).saga.saga_id for _ in range(3)]
+        dying.kill()  # its three sagas are orphaned mid-step
+        heir = plane(consul, tmp_path / "heir.log", prefix, "heir", max_driving=1)
+        with heir.channel() as channel:
+            stub = saga_pb2_grpc.SagaServiceStub(channel)
+            ended = [wait_ended(stub, saga_id, timeout=60) for saga_id in started]
+    finally:
+        dying.kill()
+        if heir is not None:
+            heir.kill()
+
+    assert [saga.status for saga in ended] == [saga_pb2.SAGA_STATUS_COMPLETED] * 3
+    # The heir drove one saga at a time: the spans of its attempts on different sagas never overlap.
+    spans = sorted((min(a.started_at.ToNanoseconds() for a in mine), max(a.finished_at.ToNanoseconds() for a in mine))
+                   for saga in ended
+                   if (mine := [a for step in saga.steps for a in step.attempts if a.replica == "heir"]))
+    assert len(spans) == 3, spans
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), spans

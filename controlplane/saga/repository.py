@@ -1,7 +1,8 @@
 """Saga persistence: a saga's state is loaded by folding its stream and saved by appending events.
 
-Each append carries, in the same Consul transaction, the read-model changes its events cause and,
-every `snapshot_every` events, a snapshot of the state, so loading reads a bounded number of keys.
+Each append carries, in the same Consul transaction, the read-model changes its events cause (and, when a
+saga ends, its entry in the index of ended sagas that retention sweeps) and, every `snapshot_every`
+events, a snapshot of the state, so loading reads a bounded number of keys.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from controlplane.saga.eventstore import Event, EventStore, StreamSlice
 from controlplane.saga.eventstore.txn import Op
 from controlplane.saga.projections import SagasByStatus
+from controlplane.saga.retention import EndedSagas
 from controlplane.saga.state import SagaState, apply, evolve
 
 
@@ -23,9 +25,11 @@ def fold_slice(saga_id: str, found: StreamSlice) -> SagaState:
 
 
 class SagaRepository:
-    def __init__(self, store: EventStore, projection: SagasByStatus, snapshot_every: int = 16) -> None:
+    def __init__(self, store: EventStore, projection: SagasByStatus, snapshot_every: int = 16,
+                 ended: EndedSagas | None = None) -> None:
         self.store = store
         self.projection = projection
+        self.ended = ended
         self._snapshot_every = max(1, snapshot_every)
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -54,5 +58,7 @@ class SagaRepository:
         every = self._snapshot_every
         snapshot = after.to_json() if after.version // every > before.version // every else None
         ops = [*self.projection.ops(state, after), *extra_ops]
+        if self.ended is not None:
+            ops += self.ended.ops(state, after, self.projection.key(after))
         await self.store.append(saga_id, before.version, events, snapshot=snapshot, extra_ops=ops)
         return after

@@ -23,6 +23,7 @@ from controlplane.saga.leases import Leases
 from controlplane.saga.orchestrator import Orchestrator
 from controlplane.saga.projections import SagasByStatus
 from controlplane.saga.repository import SagaRepository
+from controlplane.saga.retention import EndedSagas
 from controlplane.saga.servicer import SagaServicer
 from controlplane.saga.settings import SagaSettings
 
@@ -76,7 +77,9 @@ class SagaService:
                            stream_watch_wait=settings.stream_watch_wait, max_watches=settings.max_watches,
                            backoff=settings.consul_backoff)
         projection = SagasByStatus(client, prefix)
-        repository = SagaRepository(store, projection, settings.snapshot_every)
+        ended = EndedSagas(client, store, retention=settings.retention, interval=settings.sweep_interval,
+                           backoff=settings.consul_backoff)
+        repository = SagaRepository(store, projection, settings.snapshot_every, ended)
         definitions = DefinitionStore(client, prefix, blocking, watch_wait=settings.watch_wait,
                                       backoff=settings.consul_backoff)
         leases = Leases(client, blocking, prefix, replica_id, session_ttl=settings.session_ttl,
@@ -88,6 +91,7 @@ class SagaService:
         await orchestrator.start()
         service = cls(settings, SagaServicer(orchestrator, repository, definitions, projection), orchestrator,
                       store, committer, invoker, definitions, [client, blocking], txn_client)
+        service._tasks.append(asyncio.get_running_loop().create_task(ended.run(), name="saga-retention"))
         if settings.definitions_file:
             service._tasks.append(asyncio.get_running_loop().create_task(
                 service._register_file(definitions, settings.definitions_file), name="saga-definitions-file"))

@@ -1,6 +1,9 @@
-"""A replica drives at most --saga-max-driving sagas at once: a flood of sagas whose participants are slow
+"""What one replica and Consul hold of sagas stays bounded.
+
+A replica drives at most --saga-max-driving sagas at once: a flood of sagas whose participants are slow
 (or hang) cannot fill its memory. Past the cap StartSaga is RESOURCE_EXHAUSTED and writes nothing, and
-orphaned sagas wait for a replica with room. Real control planes, real Consul, real participants."""
+orphaned sagas wait for a replica with room. Ended sagas are removed from Consul once --saga-retention
+has passed. Real control planes, real Consul, real participants."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import pytest
 
 from controlplane.consul.local_agent import LocalConsul
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
-from tests.helpers import ControlPlaneProcess
+from tests.helpers import ControlPlaneProcess, wait_until
 from tests.saga.participants import Participants
 from tests.saga.sagas import order_definition, order_input, start, wait_ended
 from tests.saga.test_crash_recovery import saga_args
@@ -97,3 +100,48 @@ def test_a_full_replica_adopts_orphaned_sagas_as_it_has_room(
                    if (mine := [a for step in saga.steps for a in step.attempts if a.replica == "heir"]))
     assert len(spans) == 3, spans
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), spans
+
+
+# --- retention: ended sagas are removed once their retention has passed ---------------------------------
+
+
+def test_ended_sagas_are_removed_after_their_retention_and_sagas_needing_attention_are_kept(
+    consul: LocalConsul, tmp_path: Path, prefix: str, participants: Participants
+) -> None:
+    retention = 3.0
+    process = ControlPlaneProcess(consul.http_addr, log_path=tmp_path / "retention.log", extra_args=[
+        *saga_args(prefix, f"retention-{uuid.uuid4().hex[:6]}"), "--saga-retention", str(retention),
+        "--saga-sweep-interval", "0.2"]).start()
+    try:
+        with process.channel() as channel:
+            stub = saga_pb2_grpc.SagaServiceStub(channel)
+            name = registered(stub, participants)
+            completed = start(stub, name, order_input(f"ok-{uuid.uuid4().hex[:8]}"))
+            compensated = start(stub, name, order_input(f"declined-{uuid.uuid4().hex[:8]}", amount_cents=500_000))
+            attention = start(stub, name, order_input(f"stuck-{uuid.uuid4().hex[:8]}", amount_cents=500_000))
+            swept = [completed.saga.saga_id, compensated.saga.saga_id]
+            ended = [wait_ended(stub, saga_id) for saga_id in swept]
+            kept_at_first = [stub.GetSaga(saga_pb2.GetSagaRequest(saga_id=s), timeout=5).saga.status for s in swept]
+            assert wait_ended(stub, attention.saga.saga_id).status == saga_pb2.SAGA_STATUS_NEEDS_ATTENTION
+
+            def gone() -> bool:
+                return all(not saga_keys(consul, saga_id, prefix) for saga_id in swept)
+
+            wait_until(gone, 30, what="the ended sagas to be removed")
+            missing = []
+            for saga_id in swept:
+                with pytest.raises(grpc.RpcError) as failure:
+                    stub.GetSaga(saga_pb2.GetSagaRequest(saga_id=saga_id), timeout=5)
+                missing.append(failure.value.code())
+            listed = {s.saga_id for s in stub.ListSagas(saga_pb2.ListSagasRequest(), timeout=5).sagas}
+            still = stub.GetSaga(saga_pb2.GetSagaRequest(saga_id=attention.saga.saga_id), timeout=5).saga
+            again = start(stub, name, order_input(f"ok-{uuid.uuid4().hex[:8]}"), saga_id=completed.saga.saga_id)
+    finally:
+        process.kill()
+
+    assert [s.status for s in ended] == [saga_pb2.SAGA_STATUS_COMPLETED, saga_pb2.SAGA_STATUS_COMPENSATED]
+    assert kept_at_first == [s.status for s in ended]  # kept while their retention runs
+    assert missing == [grpc.StatusCode.NOT_FOUND] * 2
+    assert listed == {attention.saga.saga_id}
+    assert still.status == saga_pb2.SAGA_STATUS_NEEDS_ATTENTION and saga_keys(consul, attention.saga.saga_id, prefix)
+    assert again.created  # the id names a new saga once the old one is gone

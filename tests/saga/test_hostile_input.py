@@ -16,9 +16,10 @@ from controlplane.v1 import saga_pb2
 from tests.saga.sagas import order_definition
 
 
-def saga_keys(consul, saga_id: str) -> list[str]:
+def saga_keys(consul, saga_id: str, prefix: str = "controlplane/saga/") -> list[str]:
+    """Every Consul key under `prefix` that names `saga_id`."""
     try:
-        with urllib.request.urlopen(f"http://{consul.http_addr}/v1/kv/controlplane/saga/?keys", timeout=5) as answer:
+        with urllib.request.urlopen(f"http://{consul.http_addr}/v1/kv/{prefix}?keys", timeout=5) as answer:
             return [k for k in json.loads(answer.read()) if saga_id in k]
     except urllib.error.HTTPError:
         return []

@@ -38,7 +38,17 @@ from controlplane.consul.client import consul_call
 from controlplane.errors import ConflictError, DomainError
 from controlplane.saga.eventstore.group_commit import GroupCommitter
 from controlplane.saga.eventstore.model import Event, RecordedEvent, StreamHead, StreamSlice
-from controlplane.saga.eventstore.txn import MAX_OPS, Op, cas_op, decode, get_op, run_txn, set_op
+from controlplane.saga.eventstore.txn import (
+    MAX_OPS,
+    Op,
+    cas_op,
+    decode,
+    delete_op,
+    delete_tree_op,
+    get_op,
+    run_txn,
+    set_op,
+)
 from controlplane.watch import Backoff, BlockingQueryWatch, FairSlots
 
 HEAD_CACHE_SIZE = 50_000
@@ -107,6 +117,11 @@ class EventStore:
 
     def snapshot_key(self, stream: str) -> str:
         return f"{self.prefix}snapshots/{stream}"
+
+    def removal_ops(self, stream: str) -> list[Op]:
+        """The operations that delete a stream: its head, events and snapshot (for retention)."""
+        return [delete_op(self.head_key(stream)), delete_tree_op(f"{self.prefix}events/{stream}/"),
+                delete_op(self.snapshot_key(stream))]
 
     # -- writing --------------------------------------------------------------------------------
 

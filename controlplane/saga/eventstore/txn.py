@@ -66,6 +66,11 @@ def delete_op(key: str) -> Op:
     return _kv("delete", key)
 
 
+def delete_tree_op(prefix: str) -> Op:
+    """Delete every key under `prefix`."""
+    return _kv("delete-tree", prefix)
+
+
 def lock_op(key: str, value: Any, session: str) -> Op:
     """Acquire `key` for `session` (fails when another session holds it)."""
     return _kv("lock", key, Value=encode(value), Session=session)

@@ -42,8 +42,10 @@ class ServiceView:
     """The latest resources of one service, rebuilt when its instances or its document change."""
 
     def __init__(self, service: str, instances: BlockingQueryWatch[tuple[Instance, ...]],
-                 documents: BlockingQueryWatch[ServiceState], *, first_sync_timeout: float, zone: str) -> None:
+                 documents: BlockingQueryWatch[ServiceState], *, first_sync_timeout: float, zone: str,
+                 claims: contextlib.ExitStack | None = None) -> None:
         self.service = service
+        self._claims = claims or contextlib.ExitStack()  # what holds the two watches, given back by release()
         self.users = 0
         self.stale = False
         self._zone = zone
@@ -81,7 +83,12 @@ class ServiceView:
     def off_change(self, listener: Callable[[], None]) -> None:
         self._listeners.discard(listener)
 
+    def release(self) -> None:
+        """Give the watches back at once (they may be claimed again); the view follows them no longer."""
+        self._claims.close()
+
     async def stop(self) -> None:
+        self.release()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -166,18 +173,20 @@ class ServiceViews:
         self._first_sync_timeout = first_sync_timeout
         self._zone = zone
         self._views: dict[str, ServiceView] = {}
-        self._claims: dict[str, contextlib.ExitStack] = {}
 
     def use(self, service: str) -> ServiceView:
         """The view of `service`, made on first use; LimitExceeded when its watches cannot be held."""
         view = self._views.get(service)
         if view is None:
-            with contextlib.ExitStack() as claims:
+            claims = contextlib.ExitStack()  # the view's from here on, unless making it fails
+            try:
                 instances = claims.enter_context(self._instances(service))
                 documents = claims.enter_context(self._documents(service))
                 view = ServiceView(service, instances, documents, first_sync_timeout=self._first_sync_timeout,
-                                   zone=self._zone)
-                self._claims[service] = claims.pop_all()
+                                   zone=self._zone, claims=claims)
+            except BaseException:
+                claims.close()
+                raise
             self._views[service] = view
         view.users += 1
         return view
@@ -189,7 +198,7 @@ class ServiceViews:
         view.users -= 1
         if view.users <= 0:
             del self._views[service]
-            self._claims.pop(service).close()  # at once: the watches may be claimed again
+            view.release()
             asyncio.get_running_loop().create_task(view.stop())
 
     def __len__(self) -> int:
@@ -197,7 +206,4 @@ class ServiceViews:
 
     async def stop(self) -> None:
         views, self._views = list(self._views.values()), {}
-        claims, self._claims = list(self._claims.values()), {}
-        for held in claims:
-            held.close()
         await asyncio.gather(*(view.stop() for view in views), return_exceptions=True)

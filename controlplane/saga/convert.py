@@ -15,7 +15,7 @@ from controlplane.v1 import saga_pb2
 
 # What one Saga message carries of a saga's history. A saga may have 50 steps with up to 100 attempts of
 # its action and 100 of its compensation, each error up to 2,000 characters (8,000 bytes of UTF-8), and
-# one saga error per failed attempt: all of it would be some 80 MB, past gRPC's 4 MiB, and GetSaga and
+# one saga error per failed attempt: all of it would be some 160 MB, past gRPC's 4 MiB, and GetSaga and
 # WatchSaga of such a saga would fail in every caller. The latest attempts and errors are carried, and how
 # many were left out: at most 50 x 40 KiB of attempts' errors, 20 x 8,000 bytes of saga errors, beside a
 # state the orchestrator keeps under 256 KiB (record_size.py).

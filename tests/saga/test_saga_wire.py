@@ -30,7 +30,7 @@ def attempts(count: int, compensation: bool, error: str) -> list[Attempt]:
 
 def test_the_largest_saga_there_can_be_fits_one_grpc_message() -> None:
     # 50 steps, each with 100 failed attempts of its action and 100 of its compensation, every error as long
-    # as recorded, one saga error per failed attempt, and a state as large as is stored: ~80 MB in all.
+    # as recorded, one saga error per failed attempt, and a state as large as is stored: ~160 MB in all.
     history = attempts(MAX_ATTEMPTS, False, WIDE) + attempts(MAX_ATTEMPTS, True, WIDE)
     steps = [StepProgress(f"step-{n}", attempts=list(history)) for n in range(MAX_STEPS)]
     errors = [f"step step-{n} attempt {a}: UNAVAILABLE: {WIDE}" for n in range(MAX_STEPS) for a in range(200)]

@@ -72,7 +72,7 @@ async def measure(http_addr: str, sizes: list[int]) -> None:
     committer = GroupCommitter(lambda ops: run_txn(client, ops), window=0.0)  # only for the store's key layout
     store = EventStore(client, client, committer, PREFIX)
     view = SagasByStatus(client, PREFIX)
-    ended = EndedSagas(client, store, retention=60.0, clock=lambda: ENDED_AT + 3600)
+    ended = EndedSagas(client, store, view.key, retention=60.0, clock=lambda: ENDED_AT + 3600)
     baseline = None
     print(f"{'sagas kept':>10}  {'page ms':>8}  {'vs first':>8}  {'loop stall ms':>13}  {'sweep sagas/s':>13}")
     try:

@@ -59,6 +59,6 @@ class SagaRepository:
         snapshot = after.to_json() if after.version // every > before.version // every else None
         ops = [*self.projection.ops(state, after), *extra_ops]
         if self.ended is not None:
-            ops += self.ended.ops(state, after, self.projection.key(after))
+            ops += self.ended.ops(state, after)
         await self.store.append(saga_id, before.version, events, snapshot=snapshot, extra_ops=ops)
         return after

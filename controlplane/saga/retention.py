@@ -53,10 +53,12 @@ def slot_seconds(retention: float) -> int:
 class EndedSagas:
     """The slot index of ended sagas, and the sweeper that removes them past their retention."""
 
-    def __init__(self, client: consul.aio.Consul, store: EventStore, *, retention: float, interval: float = 60.0,
-                 backoff: Backoff | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: consul.aio.Consul, store: EventStore, status_key: Callable[[SagaState], str], *,
+                 retention: float, interval: float = 60.0, backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._consul = client
         self._store = store
+        self._status_key = status_key  # a saga's by-status entry (SagasByStatus.key)
         self._by_status = f"{store.prefix}views/by-status/"
         self.base = f"{store.prefix}views/ended/"
         self.retention = retention
@@ -65,13 +67,13 @@ class EndedSagas:
         self._backoff = backoff or Backoff(initial=0.05, maximum=1.0)
         self._clock = clock
 
-    def ops(self, before: SagaState | None, after: SagaState, status_key: str) -> list[Op]:
-        """The slot entry a saga gets in the transaction that ends it (`status_key`: its by-status entry)."""
+    def ops(self, before: SagaState | None, after: SagaState) -> list[Op]:
+        """The slot entry a saga gets in the transaction that ends it, naming its by-status entry."""
         if after.status not in SWEPT or (before is not None and before.status == after.status):
             return []
         ended = after.updated_at or self._clock()
         slot = (int(ended) // self._slot + 1) * self._slot
-        return [set_op(f"{self.base}{slot:012d}/{after.saga_id}", status_key)]
+        return [set_op(f"{self.base}{slot:012d}/{after.saga_id}", self._status_key(after))]
 
     async def run(self) -> None:
         """Sweep every `interval` seconds, for as long as the task runs."""
@@ -98,8 +100,10 @@ class EndedSagas:
         removed = 0
         for slot_key in sorted(slots or []):
             name = slot_key.removeprefix(self.base).rstrip("/")
-            if not (name.isascii() and name.isdigit()) or int(name) > cutoff:
-                continue  # not one of ours, or not old enough yet (sorted: the rest are newer)
+            if not (name.isascii() and name.isdigit() and len(name) == 12):
+                continue  # not a slot ops() writes
+            if int(name) > cutoff:
+                break  # not old enough yet, and (12 digits, sorted) neither are the rest
             removed += await self._sweep_slot(slot_key)
         return removed
 

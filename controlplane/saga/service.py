@@ -77,8 +77,8 @@ class SagaService:
                            stream_watch_wait=settings.stream_watch_wait, max_watches=settings.max_watches,
                            backoff=settings.consul_backoff)
         projection = SagasByStatus(client, prefix)
-        ended = EndedSagas(client, store, retention=settings.retention, interval=settings.sweep_interval,
-                           backoff=settings.consul_backoff)
+        ended = EndedSagas(client, store, projection.key, retention=settings.retention,
+                           interval=settings.sweep_interval, backoff=settings.consul_backoff)
         repository = SagaRepository(store, projection, settings.snapshot_every, ended)
         definitions = DefinitionStore(client, prefix, blocking, watch_wait=settings.watch_wait,
                                       backoff=settings.consul_backoff)

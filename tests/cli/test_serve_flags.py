@@ -31,6 +31,9 @@ NUMERIC_FLAGS = {
     "--saga-retry-max": ("CONTROLPLANE_SAGA_RETRY_MAX", "0.2", ["0"]),
     "--saga-definitions-reassert": ("CONTROLPLANE_SAGA_DEFINITIONS_REASSERT", "1", ["0"]),
     "--saga-compensation-breaker-wait": ("CONTROLPLANE_SAGA_COMPENSATION_BREAKER_WAIT", "0", []),
+    "--saga-max-driving": ("CONTROLPLANE_SAGA_MAX_DRIVING", "3", ["0", "1000001", "1.5"]),
+    "--saga-retention": ("CONTROLPLANE_SAGA_RETENTION", "0", ["0.5", str(3651 * 86400)]),
+    "--saga-sweep-interval": ("CONTROLPLANE_SAGA_SWEEP_INTERVAL", "0.5", ["0", "0.05"]),
 }
 REFUSED_BY_EVERY_FLAG = ["x", "", "nan", "inf", "-inf", "-1", "1e999", "9" * 400, "1\x00"]
 
@@ -69,6 +72,7 @@ def test_good_values_reach_the_settings_from_flags_and_from_the_environment() ->
         assert settings.saga.group_commit_max_ops == 64
         assert settings.saga.max_watches == 7
         assert settings.saga.consul_backoff.maximum == 0.2
+        assert (settings.saga.max_driving, settings.saga.retention, settings.saga.sweep_interval) == (3, 0.0, 0.5)
 
 
 def test_with_nothing_given_the_settings_are_the_defaults() -> None:

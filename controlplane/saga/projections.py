@@ -6,7 +6,7 @@ Key layout under the prefix:
 
 The keys change in the same transaction as the events that change a saga's status, so the view is
 never behind the streams; `rebuild()` recomputes it from the streams alone (after a bug, or to add a
-view to existing data).
+view to existing data: `view_upgrade.py` runs it when the data's views are older than the code's).
 """
 
 from __future__ import annotations
@@ -22,7 +22,17 @@ import consul.aio
 from controlplane.consul.client import consul_call
 from controlplane.errors import ValidationError
 from controlplane.saga.eventstore import EventStore, StreamSlice
-from controlplane.saga.eventstore.txn import MAX_OPS, Op, check_index_op, decode, delete_op, get_op, run_txn, set_op
+from controlplane.saga.eventstore.txn import (
+    MAX_OPS,
+    Op,
+    check_absent_op,
+    check_index_op,
+    decode,
+    delete_op,
+    get_op,
+    run_txn,
+    set_op,
+)
 from controlplane.saga.state import SagaState, SagaStatus
 
 log = logging.getLogger(__name__)
@@ -97,12 +107,15 @@ class SagasByStatus:
         return summaries, next_token
 
     async def rebuild(
-        self, store: EventStore, fold: Callable[[str, StreamSlice], SagaState], concurrency: int = 8
+        self, store: EventStore, fold: Callable[[str, StreamSlice], SagaState], concurrency: int = 8,
+        also: Callable[[SagaState, int], list[Op]] | None = None,
     ) -> int:
         """Recompute the view from the streams; returns how many sagas it lists.
 
-        Each saga's keys are fixed in a transaction that checks its head did not move meanwhile, so a
-        rebuild may run while sagas progress.
+        Each saga's keys are fixed in a transaction that checks its head did not move meanwhile, and an
+        entry whose saga has no head is removed only while the head is still absent, so a rebuild may run
+        while sagas start and progress. `also(state, head_index)` adds operations of other views to each
+        saga's transaction.
         """
         heads = await store.heads()
         _, keys = await consul_call(self._consul.kv.get(self.base, keys=True), what="list view keys")
@@ -113,16 +126,18 @@ class SagasByStatus:
 
         async def fix(saga_id: str) -> None:
             async with gate:
-                await self._fix_one(store, fold, saga_id, existing.get(saga_id, []))
+                await self._fix_one(store, fold, saga_id, existing.get(saga_id, []), also)
 
         await asyncio.gather(*(fix(saga_id) for saga_id in heads))
-        orphans = [k for saga_id, ks in existing.items() if saga_id not in heads for k in ks]
-        for i in range(0, len(orphans), MAX_OPS):
-            await run_txn(self._consul, [delete_op(k) for k in orphans[i:i + MAX_OPS]])
+        for saga_id, orphans in existing.items():
+            if saga_id not in heads:  # listed after the heads: it may have started since
+                await run_txn(self._consul, [check_absent_op(store.head_key(saga_id)),
+                                             *(delete_op(k) for k in orphans)])
         return len(heads)
 
     async def _fix_one(
-        self, store: EventStore, fold: Callable[[str, StreamSlice], SagaState], saga_id: str, keys: list[str]
+        self, store: EventStore, fold: Callable[[str, StreamSlice], SagaState], saga_id: str, keys: list[str],
+        also: Callable[[SagaState, int], list[Op]] | None,
     ) -> None:
         for _ in range(10):
             found = await store.load(saga_id)
@@ -133,6 +148,8 @@ class SagasByStatus:
             ops = [check_index_op(store.head_key(saga_id), found.head.modify_index)]
             ops += [delete_op(k) for k in keys if k != wanted]
             ops.append(set_op(wanted, summary(state)))
+            if also is not None:
+                ops += also(state, found.head.modify_index)
             if (await run_txn(self._consul, ops)).ok:
                 return
             keys = [*keys, wanted]

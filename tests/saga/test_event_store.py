@@ -245,6 +245,30 @@ def test_sagas_by_status_view_is_rebuilt_from_the_streams(consul: LocalConsul) -
     assert listed == 3
 
 
+def test_a_rebuild_removes_entries_of_sagas_that_are_gone_but_not_of_sagas_started_while_it_ran(
+    consul: LocalConsul,
+) -> None:
+    started = {"definition_name": "order", "definition_version": 1, "input": {}, "steps": ["one"]}
+
+    async def scenario(store: EventStore) -> list[str]:
+        view = SagasByStatus(store._consul, store.prefix)
+        repository = SagaRepository(store, view)
+        await repository.append("gone", None, [Event(EventType.SAGA_STARTED, 1.0, started)])
+        await store._consul.kv.delete(store.head_key("gone"))  # its entry is now an orphan
+        listed_heads = store.heads
+
+        async def heads_then_a_new_saga() -> dict:
+            heads = await listed_heads()  # listed before "new" starts, its entry listed after
+            await repository.append("new", None, [Event(EventType.SAGA_STARTED, 1.0, started)])
+            return heads
+
+        store.heads = heads_then_a_new_saga  # type: ignore[method-assign]
+        await view.rebuild(store, fold_slice)
+        return [s["saga_id"] for s in (await view.list(SagaStatus.RUNNING, "", 10, ""))[0]]
+
+    assert run(consul, scenario) == ["new"]
+
+
 def test_ended_stream_subscriptions_do_not_use_up_the_agents_connections(tmp_path: Path) -> None:
     """Consul 1.8 keeps a blocking query's connection until its wait runs out, even after the client gave up,
     and refuses connections from one address past limits.http_max_conns_per_client: sagas that end one after

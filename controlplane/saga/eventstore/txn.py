@@ -81,6 +81,11 @@ def check_index_op(key: str, index: int) -> Op:
     return _kv("check-index", key, Index=index)
 
 
+def check_absent_op(key: str) -> Op:
+    """Fail the transaction if `key` exists."""
+    return _kv("check-not-exists", key)
+
+
 @dataclass(frozen=True)
 class TxnError:
     op_index: int

@@ -75,6 +75,11 @@ class EndedSagas:
         slot = (int(ended) // self._slot + 1) * self._slot
         return [set_op(f"{self.base}{slot:012d}/{after.saga_id}", self._status_key(after))]
 
+    async def indexed(self) -> set[str]:
+        """The ids of the sagas that have a slot entry (for the upgrade that adds the missing ones)."""
+        _, keys = await consul_call(self._consul.kv.get(self.base, keys=True), what="list ended sagas")
+        return {key.rsplit("/", 1)[1] for key in keys or []}
+
     async def run(self) -> None:
         """Sweep every `interval` seconds, for as long as the task runs."""
         delay = self._backoff.initial

@@ -22,10 +22,11 @@ from controlplane.saga.invoker import Invoker, cache_resolver
 from controlplane.saga.leases import Leases
 from controlplane.saga.orchestrator import Orchestrator
 from controlplane.saga.projections import SagasByStatus
-from controlplane.saga.repository import SagaRepository
+from controlplane.saga.repository import SagaRepository, fold_slice
 from controlplane.saga.retention import EndedSagas
 from controlplane.saga.servicer import SagaServicer
 from controlplane.saga.settings import SagaSettings
+from controlplane.saga.view_upgrade import ViewUpgrade
 
 log = logging.getLogger(__name__)
 OWN_WATCHES = 4  # the replica's own blocking queries beside the sagas' (session list, definitions), with room
@@ -92,6 +93,9 @@ class SagaService:
         service = cls(settings, SagaServicer(orchestrator, repository, definitions, projection), orchestrator,
                       store, committer, invoker, definitions, [client, blocking], txn_client)
         service._tasks.append(asyncio.get_running_loop().create_task(ended.run(), name="saga-retention"))
+        upgrade = ViewUpgrade(client, store, projection, ended, fold_slice, replica_id=replica_id,
+                              backoff=settings.consul_backoff)
+        service._tasks.append(asyncio.get_running_loop().create_task(upgrade.run(), name="saga-views-upgrade"))
         if settings.definitions_file:
             service._tasks.append(asyncio.get_running_loop().create_task(
                 service._register_file(definitions, settings.definitions_file), name="saga-definitions-file"))

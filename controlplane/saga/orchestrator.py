@@ -105,6 +105,9 @@ class Orchestrator:
         self._starting: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._left_orphans = False  # the takeover scan left sagas without a driver: this replica was full
+        # Who started each saga driven here (adopted sagas have no caller), and how many each caller has.
+        self._callers: dict[str, str] = {}
+        self._held: dict[str, int] = {}
 
     @property
     def replica_id(self) -> str:
@@ -138,11 +141,13 @@ class Orchestrator:
     # -- API used by the servicer ---------------------------------------------------------------
 
     async def start_saga(
-        self, saga_id: str, definition: Definition, saga_input: dict[str, Any], requested_version: int, trace_id: str
+        self, saga_id: str, definition: Definition, saga_input: dict[str, Any], requested_version: int, trace_id: str,
+        caller: str = "",
     ) -> tuple[SagaState, bool]:
         """Record the saga's start (and its first step's) and drive it; (state, created).
 
-        Idempotent by saga id: a repeat of the same request returns the saga as it is now.
+        Idempotent by saga id: a repeat of the same request returns the saga as it is now. `caller` (its
+        identity, else its address; "" for none) may have at most `caller_share` sagas driven here.
         """
         if not self._leases.ready:  # right after start the replica may still be creating its session
             try:
@@ -150,7 +155,14 @@ class Orchestrator:
             except TimeoutError:
                 raise ConsulUnavailable("this replica has no Consul session; retry shortly") from None
         if self._full():
-            return await self._existing_when_full(saga_id, definition, requested_version, saga_input)
+            return await self._existing_when_full(
+                saga_id, definition, requested_version, saga_input,
+                f"this replica drives {self._settings.max_driving} sagas, the most it may (--saga-max-driving)")
+        if caller and self._held.get(caller, 0) >= self._settings.caller_share:
+            return await self._existing_when_full(
+                saga_id, definition, requested_version, saga_input,
+                f"this replica drives {self._settings.caller_share} sagas this caller started, the most one caller "
+                "may (--saga-max-driving-per-caller)")
         now = self._clock()
         started = Event(EventType.SAGA_STARTED, now, {
             "definition_name": definition.name,
@@ -167,19 +179,37 @@ class Orchestrator:
             apply(after, event)
         events = [started, *first.events]
         self._starting[saga_id] = self._starting.get(saga_id, 0) + 1
+        self._hold(caller)
+        created = False
         try:
             state, existing = await self._record_start(saga_id, events, after, first.effect)
             if existing is None:
                 assert state is not None
                 self.observer.saga_started(definition.name)
+                self._callers[saga_id] = caller
                 self._spawn(saga_id, state, definition, first.effect)
+                created = True
                 return state, True
         finally:
             if self._starting[saga_id] == 1:
                 del self._starting[saga_id]
             else:
                 self._starting[saga_id] -= 1
+            if not created:
+                self._release(caller)
         return self._repeated(existing, started.data["fingerprint"]), False
+
+    def _hold(self, caller: str) -> None:
+        if caller:
+            self._held[caller] = self._held.get(caller, 0) + 1
+
+    def _release(self, caller: str | None) -> None:
+        if caller:
+            held = self._held[caller] - 1
+            if held:
+                self._held[caller] = held
+            else:
+                del self._held[caller]
 
     def _repeated(self, existing: SagaState, requested: str) -> SagaState:
         """The saga a StartSaga repeats (same id): itself when the request is the same, else ALREADY_EXISTS."""
@@ -197,12 +227,11 @@ class Orchestrator:
         return len(self._drivers) + len(self._starting) >= self._settings.max_driving
 
     async def _existing_when_full(self, saga_id: str, definition: Definition, requested_version: int,
-                                  saga_input: dict[str, Any]) -> tuple[SagaState, bool]:
-        """A replica with no room starts nothing, but still answers the repeat of a start it made."""
+                                  saga_input: dict[str, Any], why: str) -> tuple[SagaState, bool]:
+        """A replica with no room (for the caller) starts nothing, but still answers the repeat of a start."""
         existing = await self._repo.load(saga_id)
         if existing is None:
-            raise LimitExceeded(f"this replica drives {self._settings.max_driving} sagas, the most it may "
-                                "(--saga-max-driving); retry shortly, or on another replica")
+            raise LimitExceeded(f"{why}; retry shortly, or on another replica")
         return self._repeated(existing, fingerprint(definition.name, requested_version, saga_input)), False
 
     async def _record_start(self, saga_id: str, events: list[Event], after: SagaState, effect: Effect
@@ -260,6 +289,7 @@ class Orchestrator:
         def forget(done: asyncio.Task[None]) -> None:
             if self._drivers.get(saga_id) is done:
                 del self._drivers[saga_id]
+                self._release(self._callers.pop(saga_id, None))
                 self._wakeups.pop(saga_id, None)
                 self._live.pop(saga_id, None)
                 if self._left_orphans:  # room again for sagas the takeover scan had to leave

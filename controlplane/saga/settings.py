@@ -64,12 +64,21 @@ class SagaSettings:
     # StartSaga is RESOURCE_EXHAUSTED and orphaned sagas are left for replicas with room, so a flood of
     # sagas whose participants hang cannot fill this process's memory.
     max_driving: int = 5000
+    # ...of which at most this many started by one caller (its authenticated identity, else its address),
+    # so one client's flood leaves room for the others' sagas. 0: half of max_driving.
+    max_driving_per_caller: int = 0
     # Completed and compensated sagas are removed this long after they ended (0: kept for ever); StartSaga
     # is idempotent by saga id for as long as a saga is kept. Sagas needing attention are always kept.
     # A 3-step saga is about a dozen Consul keys: rate x retention x 12 must fit what Consul holds.
     retention: float = 86400.0
     # ...looked for this often.
     sweep_interval: float = 60.0
+
+    @property
+    def caller_share(self) -> int:
+        """Sagas one caller may have driven here at once."""
+        share = self.max_driving_per_caller or max(1, self.max_driving // 2)
+        return min(share, self.max_driving)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
@@ -106,6 +115,9 @@ class SagaSettings:
              "seconds a compensation may wait in all for open circuit breakers before refusals count as failures")
         flag("max-driving", whole(1, 1_000_000), d.max_driving,
              "sagas this replica drives at once; past it StartSaga is RESOURCE_EXHAUSTED")
+        flag("max-driving-per-caller", whole(0, 1_000_000), d.max_driving_per_caller,
+             "sagas started by one caller (identity, else address) this replica drives at once (0: half of "
+             "--saga-max-driving)")
         flag("retention", seconds(1, 3650 * 86400, zero=True), d.retention,
              "seconds completed and compensated sagas are kept after they end (0: for ever)")
         flag("sweep-interval", seconds(0.1), d.sweep_interval, "seconds between sweeps for sagas past their retention")
@@ -129,6 +141,7 @@ class SagaSettings:
             participant_policy=args.saga_participant_policy,
             compensation_breaker_wait=args.saga_compensation_breaker_wait,
             max_driving=args.saga_max_driving,
+            max_driving_per_caller=args.saga_max_driving_per_caller,
             retention=args.saga_retention,
             sweep_interval=args.saga_sweep_interval,
         )

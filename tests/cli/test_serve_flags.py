@@ -32,6 +32,7 @@ NUMERIC_FLAGS = {
     "--saga-definitions-reassert": ("CONTROLPLANE_SAGA_DEFINITIONS_REASSERT", "1", ["0"]),
     "--saga-compensation-breaker-wait": ("CONTROLPLANE_SAGA_COMPENSATION_BREAKER_WAIT", "0", []),
     "--saga-max-driving": ("CONTROLPLANE_SAGA_MAX_DRIVING", "3", ["0", "1000001", "1.5"]),
+    "--saga-max-driving-per-caller": ("CONTROLPLANE_SAGA_MAX_DRIVING_PER_CALLER", "7", ["1000001", "1.5"]),
     "--saga-retention": ("CONTROLPLANE_SAGA_RETENTION", "0", ["0.5", str(3651 * 86400)]),
     "--saga-sweep-interval": ("CONTROLPLANE_SAGA_SWEEP_INTERVAL", "0.5", ["0", "0.05"]),
 }
@@ -73,6 +74,15 @@ def test_good_values_reach_the_settings_from_flags_and_from_the_environment() ->
         assert settings.saga.max_watches == 7
         assert settings.saga.consul_backoff.maximum == 0.2
         assert (settings.saga.max_driving, settings.saga.retention, settings.saga.sweep_interval) == (3, 0.0, 0.5)
+        assert settings.saga.max_driving_per_caller == 7
+        assert settings.saga.caller_share == 3  # never more than the replica's own cap
+
+
+def test_one_callers_share_of_a_replica_is_half_its_cap_unless_given() -> None:
+    shares = [ServerSettings.from_args(argv, env={}).saga.caller_share for argv in (
+        [], ["--saga-max-driving", "1"], ["--saga-max-driving", "9"],
+        ["--saga-max-driving", "9", "--saga-max-driving-per-caller", "9"])]
+    assert shares == [2500, 1, 4, 9]
 
 
 def test_with_nothing_given_the_settings_are_the_defaults() -> None:

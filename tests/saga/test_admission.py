@@ -2,8 +2,9 @@
 
 A replica drives at most --saga-max-driving sagas at once: a flood of sagas whose participants are slow
 (or hang) cannot fill its memory. Past the cap StartSaga is RESOURCE_EXHAUSTED and writes nothing, and
-orphaned sagas wait for a replica with room. Ended sagas are removed from Consul once --saga-retention
-has passed. Real control planes, real Consul, real participants."""
+orphaned sagas wait for a replica with room. One caller (identity, else address) may hold at most
+--saga-max-driving-per-caller of them, so its flood leaves room for other callers. Ended sagas are
+removed from Consul once --saga-retention has passed. Real control planes, real Consul, real participants."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 
+from controlplane.client import connect
 from controlplane.consul.local_agent import LocalConsul
+from controlplane.security.identity import token_digest
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
 from tests.helpers import ControlPlaneProcess, wait_until
 from tests.saga.participants import Participants
@@ -24,9 +28,10 @@ from tests.saga.test_crash_recovery import saga_args
 from tests.saga.test_hostile_input import saga_keys
 
 
-def plane(consul: LocalConsul, log: Path, prefix: str, replica: str, max_driving: int) -> ControlPlaneProcess:
+def plane(consul: LocalConsul, log: Path, prefix: str, replica: str, max_driving: int, *extra: str
+          ) -> ControlPlaneProcess:
     return ControlPlaneProcess(consul.http_addr, log_path=log, extra_args=[
-        *saga_args(prefix, replica), "--saga-max-driving", str(max_driving)]).start()
+        *saga_args(prefix, replica), "--saga-max-driving", str(max_driving), *extra]).start()
 
 
 @pytest.fixture
@@ -43,7 +48,8 @@ def registered(stub: saga_pb2_grpc.SagaServiceStub, participants: Participants) 
 
 @pytest.fixture
 def small_plane(consul: LocalConsul, tmp_path: Path, prefix: str) -> Iterator[ControlPlaneProcess]:
-    process = plane(consul, tmp_path / "small.log", prefix, f"small-{uuid.uuid4().hex[:6]}", max_driving=2)
+    process = plane(consul, tmp_path / "small.log", prefix, f"small-{uuid.uuid4().hex[:6]}", 2,
+                    "--saga-max-driving-per-caller", "2")  # the replica's cap, not a caller's share
     yield process
     process.kill()
 
@@ -71,6 +77,71 @@ def test_past_its_cap_a_replica_refuses_new_sagas_writes_nothing_and_still_answe
         for saga_id in (first.saga.saga_id, second.saga.saga_id):
             assert wait_ended(stub, saga_id).status == saga_pb2.SAGA_STATUS_COMPLETED
         assert start(stub, name, order_input(f"ok-{uuid.uuid4().hex[:8]}"), saga_id=refused_id).created
+
+
+def refusal(stub: saga_pb2_grpc.SagaServiceStub, name: str) -> tuple[grpc.StatusCode, str, str]:
+    """(code, details, saga id) of a StartSaga expected to be refused."""
+    saga_id = f"saga-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(grpc.RpcError) as refused:
+        start(stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}"), saga_id=saga_id)
+    return refused.value.code(), refused.value.details(), saga_id
+
+
+def test_one_caller_holds_at_most_its_share_and_another_caller_still_starts_sagas(
+    consul: LocalConsul, tmp_path: Path, prefix: str, participants: Participants
+) -> None:
+    tokens = {"flooder": "flooder-token", "other": "other-token"}
+    policy = tmp_path / "authz.yaml"
+    policy.write_text(yaml.safe_dump({
+        "trust_domain": "controlplane", "operators": ["spiffe://controlplane/operator/*"],
+        "tokens": [{"identity": f"spiffe://controlplane/operator/{who}", "sha256": token_digest(token)}
+                   for who, token in tokens.items()]}))
+    process = plane(consul, tmp_path / "share.log", prefix, f"share-{uuid.uuid4().hex[:6]}", 3,
+                    "--saga-max-driving-per-caller", "2", "--authz-policy", str(policy))
+    try:
+        # Both identities call over one address: the share is the identity's, not the address's.
+        with connect(process.address, token=tokens["flooder"]).channel() as channel, \
+                connect(process.address, token=tokens["other"]).channel() as other_channel:
+            stub, other_stub = saga_pb2_grpc.SagaServiceStub(channel), saga_pb2_grpc.SagaServiceStub(other_channel)
+            name = registered(stub, participants)
+            held = [start(stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}")) for _ in range(2)]
+            code, details, refused_id = refusal(stub, name)
+            leftover = saga_keys(consul, refused_id, prefix)
+            others = start(other_stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}"))
+            full_code, full_details, _ = refusal(other_stub, name)  # 3 driven: the replica is full
+            ended = [wait_ended(stub, s.saga.saga_id).status for s in (*held, others)]
+            again = start(stub, name, order_input(f"ok-{uuid.uuid4().hex[:8]}"), saga_id=refused_id)
+    finally:
+        process.kill()
+
+    assert all(s.created for s in held) and others.created
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "--saga-max-driving-per-caller" in details
+    assert leftover == []
+    assert full_code == grpc.StatusCode.RESOURCE_EXHAUSTED and "(--saga-max-driving)" in full_details
+    assert ended == [saga_pb2.SAGA_STATUS_COMPLETED] * 3
+    assert again.created  # its share is free again once its sagas ended
+
+
+def test_callers_without_an_identity_are_told_apart_by_address(
+    consul: LocalConsul, tmp_path: Path, prefix: str, participants: Participants
+) -> None:
+    process = plane(consul, tmp_path / "address.log", prefix, f"address-{uuid.uuid4().hex[:6]}", 3,
+                    "--saga-max-driving-per-caller", "1")
+    try:
+        with process.channel() as channel, process.channel() as second_connection:
+            stub = saga_pb2_grpc.SagaServiceStub(channel)
+            name = registered(stub, participants)
+            held = start(stub, name, order_input(f"slow-{uuid.uuid4().hex[:8]}"))
+            # Another connection from the same address is the same caller.
+            code, details, refused_id = refusal(saga_pb2_grpc.SagaServiceStub(second_connection), name)
+            leftover = saga_keys(consul, refused_id, prefix)
+            wait_ended(stub, held.saga.saga_id)
+    finally:
+        process.kill()
+
+    assert held.created
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "--saga-max-driving-per-caller" in details
+    assert leftover == []
 
 
 def test_a_full_replica_adopts_orphaned_sagas_as_it_has_room(

@@ -98,7 +98,7 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         definition = await self._definitions.get(request.definition_name, request.definition_version)
         saga_input = convert.from_struct(request.input)
         state, created = await self._orchestrator.start_saga(
-            saga_id, definition, saga_input, request.definition_version, _trace_id(context), _caller(context)
+            saga_id, definition, saga_input, request.definition_version, _trace_id(context), identity.caller_of(context)
         )
         saga = convert.saga_to_proto(state, request.input if created else None)
         return saga_pb2.StartSagaResponse(saga=saga, created=created)
@@ -164,19 +164,6 @@ class SagaServicer(saga_pb2_grpc.SagaServiceServicer):
         if state is None:
             raise NotFoundError(f"no saga {saga_id!r}")
         return state
-
-
-def _caller(context: grpc.aio.ServicerContext) -> str:
-    """Who started a saga, for the share of the replica's sagas one caller may hold: the authenticated
-    identity, else the peer's address without its port (a saga outlives the connection that started it,
-    and a client that opens new connections is still the same caller)."""
-    found = identity.CALLER.get() or identity.certificate_identity(context)
-    if found:
-        return found
-    peer = context.peer() or ""
-    if peer.startswith(("ipv4:", "ipv6:")):
-        return peer.rsplit(":", 1)[0]
-    return peer
 
 
 def _trace_id(context: grpc.aio.ServicerContext) -> str:

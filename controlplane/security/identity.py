@@ -49,3 +49,16 @@ def author(claimed: str, fallback: str) -> str:
     """The author recorded for a write: the caller's identity when one was established, else what the client
     claimed (deployments without authorization), else `fallback`."""
     return CALLER.get() or claimed or fallback
+
+
+def caller_of(context: Any) -> str:
+    """Who is calling, for the shares of what one caller may hold (sagas, streams): the authenticated
+    identity (the policy's, else the client certificate's), else the peer's address without its port.
+    Not the connection: what is held outlives it, and a client opening new connections is the same caller."""
+    found = CALLER.get() or certificate_identity(context)
+    if found:
+        return found
+    peer = context.peer() or ""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer

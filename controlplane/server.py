@@ -23,6 +23,7 @@ from controlplane.saga.service import SagaService
 from controlplane.security.authz import Authorization
 from controlplane.security.policy import Policy
 from controlplane.settings import ServerSettings, consul_access, outbound_tls, server_tls
+from controlplane.stream_budget import StreamBudget, stream_budget
 from controlplane.v1 import (
     config_pb2,
     registry_pb2,
@@ -63,6 +64,7 @@ class ControlPlane:
     _config: ConfigServicer | None = None
     _xds_views: ServiceViews | None = None
     xds: AggregatedDiscovery | None = None
+    streams: StreamBudget | None = None
     _reachability: Reachability = field(default_factory=Reachability)
     metrics_port: int = 0  # the Prometheus endpoint's port (0: none)
     _metrics_served: Metrics | None = None
@@ -81,8 +83,11 @@ class ControlPlane:
 
         # Server spans continue callers' traces; the saga's calls to participants continue the saga's.
         interceptors = list(aio_server_interceptors(metrics=metrics))
-        if s.authz_policy:  # innermost: a denied call is still traced and counted, and reaches no handler
+        if s.authz_policy:  # a denied call is still traced and counted, and reaches no handler
             interceptors.append(Authorization(Policy.load(s.authz_policy), store.service_of))
+        # Innermost: streams are counted per caller once authorization has named it.
+        self.streams = stream_budget(s.max_concurrent_rpcs, s.max_streams, s.max_streams_per_caller)
+        interceptors.append(self.streams)
         server = grpc.aio.server(interceptors=interceptors, maximum_concurrent_rpcs=s.max_concurrent_rpcs)
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(store, self._cache), server)
         self._config = ConfigServicer.create(

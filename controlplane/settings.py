@@ -43,6 +43,11 @@ class ServerSettings:
     # Calls (streams included: Watch, WatchConfig, WatchSaga, ADS) served at once (CONTROLPLANE_MAX_CONCURRENT_RPCS);
     # past it gRPC answers RESOURCE_EXHAUSTED at once instead of the process taking on work without bound.
     max_concurrent_rpcs: int = 10_000
+    # Of those, streams of all methods together (CONTROLPLANE_MAX_STREAMS; 0: three quarters, so unary calls
+    # always find room) and one caller's streams (CONTROLPLANE_MAX_STREAMS_PER_CALLER; 0: half of max_streams;
+    # the caller is its identity, else its address): see controlplane/stream_budget.py.
+    max_streams: int = 0
+    max_streams_per_caller: int = 0
     # host:port of the Prometheus metrics endpoint (CONTROLPLANE_METRICS_LISTEN); "" serves none.
     metrics_listen: str = "127.0.0.1:9464"
     # TLS: this server's certificate and key (CONTROLPLANE_TLS_CERT/_KEY); with a client CA
@@ -99,6 +104,14 @@ class ServerSettings:
                             default=env.get("CONTROLPLANE_MAX_CONCURRENT_RPCS", defaults.max_concurrent_rpcs),
                             help="calls and streams served at once; more are RESOURCE_EXHAUSTED "
                                  "[env CONTROLPLANE_MAX_CONCURRENT_RPCS, default %(default)s]")
+        parser.add_argument("--max-streams", type=whole(0, 1_000_000),
+                            default=env.get("CONTROLPLANE_MAX_STREAMS", defaults.max_streams),
+                            help="streams of all methods open at once (0: three quarters of --max-concurrent-rpcs); "
+                                 "more are RESOURCE_EXHAUSTED [env CONTROLPLANE_MAX_STREAMS]")
+        parser.add_argument("--max-streams-per-caller", type=whole(0, 1_000_000),
+                            default=env.get("CONTROLPLANE_MAX_STREAMS_PER_CALLER", defaults.max_streams_per_caller),
+                            help="streams one caller (identity, else address) holds open at once (0: half of "
+                                 "--max-streams) [env CONTROLPLANE_MAX_STREAMS_PER_CALLER]")
         parser.add_argument("--metrics-listen", default=env.get("CONTROLPLANE_METRICS_LISTEN", defaults.metrics_listen),
                             help="host:port of the Prometheus metrics endpoint, '' for none "
                                  "[env CONTROLPLANE_METRICS_LISTEN, default %(default)s]")
@@ -125,6 +138,8 @@ class ServerSettings:
             consul_probe_timeout=args.consul_probe_timeout,
             shutdown_grace=args.shutdown_grace,
             max_concurrent_rpcs=args.max_concurrent_rpcs,
+            max_streams=args.max_streams,
+            max_streams_per_caller=args.max_streams_per_caller,
             metrics_listen=args.metrics_listen,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

@@ -83,7 +83,9 @@ def test_serve_documents_its_flags_and_environment_variables():
 
 def test_past_max_concurrent_rpcs_a_call_is_resource_exhausted_until_one_ends(consul, tmp_path):
     plane = ControlPlaneProcess(consul.http_addr, log_path=tmp_path / "cp.log",
-                                extra_args=["--max-concurrent-rpcs", "3"]).start()
+                                # streams may take every slot here: what is tested is gRPC's own cap
+                                extra_args=["--max-concurrent-rpcs", "3", "--max-streams", "3",
+                                            "--max-streams-per-caller", "3"]).start()
     try:
         with grpc.insecure_channel(plane.address) as channel:
             registry = registry_pb2_grpc.RegistryServiceStub(channel)

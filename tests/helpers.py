@@ -1,4 +1,5 @@
-"""Test helpers: bounded waits, control-plane processes, and small gRPC servers with health."""
+"""Test helpers: bounded waits, control-plane processes, callers with identities, and small gRPC servers with
+health."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from controlplane import paging
 from controlplane.consul.local_agent import free_port
+from controlplane.security.identity import token_digest
 from controlplane.v1 import registry_pb2
 
 T = TypeVar("T")
@@ -152,3 +155,14 @@ def grpc_check(interval_ms: int = 1000) -> registry_pb2.HealthCheck:
     check = registry_pb2.HealthCheck()
     check.grpc.interval.FromMilliseconds(interval_ms)
     return check
+
+
+def operator_tokens(policy: Path, *names: str) -> dict[str, str]:
+    """Write an authorization policy to `policy` in which each name is an operator with a bearer token of
+    its own (`connect(address, token=...)`), so callers on one loopback address are told apart; name -> token."""
+    tokens = {name: f"{name}-token" for name in names}
+    policy.write_text(yaml.safe_dump({
+        "trust_domain": "controlplane", "operators": ["spiffe://controlplane/operator/*"],
+        "tokens": [{"identity": f"spiffe://controlplane/operator/{name}", "sha256": token_digest(token)}
+                   for name, token in tokens.items()]}))
+    return tokens

@@ -8,8 +8,8 @@ by one check of its own, not by the whole flood, and cannot take every slot: the
 RESOURCE_EXHAUSTED, the other writes are not. A check whose caller went away before its turn came is
 not run.
 
-The caller is `CHECK_CALLER` (the servicer sets it per call: the authenticated identity, else the
-connection's peer address).
+The caller is `CHECK_CALLER` (the servicer sets it per call, `identity.caller_of`: the authenticated
+identity, else the peer's address without its port, so new connections do not make a new caller).
 """
 
 from __future__ import annotations

@@ -294,9 +294,9 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
 
 
 def _take_turns_as(context: grpc.aio.ServicerContext) -> None:
-    """Name this call's caller for the config check queue (its identity, else its connection), so callers
+    """Name this call's caller for the config check queue (its identity, else its address), so callers
     take turns there. Each call runs in a task of its own: the value is this call's alone."""
-    CHECK_CALLER.set(identity.CALLER.get() or context.peer() or "")
+    CHECK_CALLER.set(identity.caller_of(context))
 
 
 def _check_names(service: str, environment: str) -> None:

@@ -6,14 +6,17 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import grpc
 import pytest
 
+from controlplane.client import connect
 from controlplane.config.wire import to_struct
 from controlplane.errors import field_violations
 from controlplane.v1 import config_pb2, config_pb2_grpc, registry_pb2, registry_pb2_grpc
 from tests.config.conftest import set_config
+from tests.helpers import ControlPlaneProcess, operator_tokens
 
 
 def set_schema(stub, service: str, schema, expected: int = 0) -> config_pb2.SetSchemaResponse:
@@ -159,14 +162,25 @@ def test_list_versions_refuses_page_tokens_it_never_issued(config, service, toke
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_a_caller_flooding_schema_checks_does_not_crowd_out_another_callers_write(control_plane, service) -> None:
+@pytest.fixture(scope="module")
+def callers(consul, tmp_path_factory) -> Iterator[tuple[ControlPlaneProcess, dict[str, str]]]:
+    """A control plane telling callers apart by identity (bearer tokens: all tests call from one address)."""
+    folder = tmp_path_factory.mktemp("callers")
+    tokens = operator_tokens(folder / "authz.yaml", "flooder", "other")
+    process = ControlPlaneProcess(consul.http_addr, log_path=folder / "cp.log",
+                                  extra_args=["--authz-policy", str(folder / "authz.yaml")]).start()
+    yield process, tokens
+    process.kill()
+
+
+def test_a_caller_flooding_schema_checks_does_not_crowd_out_another_callers_write(callers, service) -> None:
     # Each check of this schema holds the check thread for a while (about 0.2 s here); 40 at once from one
-    # connection filled the whole queue (32), and every other caller's write was RESOURCE_EXHAUSTED.
+    # caller filled the whole queue (32), and every other caller's write was RESOURCE_EXHAUSTED.
+    process, tokens = callers
     schema = to_struct({"type": "object",
                         "properties": {f"p{i:03d}": {"type": "integer", "minimum": 0} for i in range(300)}})
-    own_connection = [("grpc.use_local_subchannel_pool", 1)]
-    with grpc.insecure_channel(control_plane.address, options=own_connection) as flood_channel, \
-            grpc.insecure_channel(control_plane.address, options=own_connection) as other_channel:
+    with connect(process.address, token=tokens["flooder"]).channel() as flood_channel, \
+            connect(process.address, token=tokens["other"]).channel() as other_channel:
         flood = config_pb2_grpc.ConfigServiceStub(flood_channel)
         first_refusal = threading.Event()
         calls = []

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 
 from controlplane.client import connect
 from controlplane.consul.local_agent import LocalConsul
-from controlplane.security.identity import token_digest
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
-from tests.helpers import ControlPlaneProcess, wait_until
+from tests.helpers import ControlPlaneProcess, operator_tokens, wait_until
 from tests.saga.participants import Participants
 from tests.saga.sagas import order_definition, order_input, start, wait_ended
 from tests.saga.test_crash_recovery import saga_args
@@ -90,12 +88,8 @@ def refusal(stub: saga_pb2_grpc.SagaServiceStub, name: str) -> tuple[grpc.Status
 def test_one_caller_holds_at_most_its_share_and_another_caller_still_starts_sagas(
     consul: LocalConsul, tmp_path: Path, prefix: str, participants: Participants
 ) -> None:
-    tokens = {"flooder": "flooder-token", "other": "other-token"}
     policy = tmp_path / "authz.yaml"
-    policy.write_text(yaml.safe_dump({
-        "trust_domain": "controlplane", "operators": ["spiffe://controlplane/operator/*"],
-        "tokens": [{"identity": f"spiffe://controlplane/operator/{who}", "sha256": token_digest(token)}
-                   for who, token in tokens.items()]}))
+    tokens = operator_tokens(policy, "flooder", "other")
     process = plane(consul, tmp_path / "share.log", prefix, f"share-{uuid.uuid4().hex[:6]}", 3,
                     "--saga-max-driving-per-caller", "2", "--authz-policy", str(policy))
     try:

@@ -11,45 +11,40 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controlplane.client import connect
 from controlplane.consul.local_agent import LocalConsul
-from controlplane.security.identity import token_digest
 from controlplane.stream_budget import stream_budget
 from controlplane.v1 import registry_pb2, registry_pb2_grpc
-from tests.helpers import ControlPlaneProcess, ttl
+from tests.helpers import ControlPlaneProcess, operator_tokens, ttl
 
-TOKENS = {"flooder": "flooder-token", "other": "other-token"}
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 @pytest.fixture
-def plane(consul: LocalConsul, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    """Eight calls at once, so by default six streams in all and three per caller."""
+def plane(consul: LocalConsul, tmp_path: Path) -> Iterator[tuple[ControlPlaneProcess, dict[str, str]]]:
+    """Eight calls at once, so by default six streams in all and three per caller; the callers' tokens."""
     policy = tmp_path / "authz.yaml"
-    policy.write_text(yaml.safe_dump({
-        "trust_domain": "controlplane", "operators": ["spiffe://controlplane/operator/*"],
-        "tokens": [{"identity": f"spiffe://controlplane/operator/{who}", "sha256": token_digest(token)}
-                   for who, token in TOKENS.items()]}))
+    tokens = operator_tokens(policy, "flooder", "other")
     process = ControlPlaneProcess(consul.http_addr, log_path=tmp_path / "cp.log", extra_args=[
         "--max-concurrent-rpcs", "8", "--authz-policy", str(policy)]).start()
-    yield process
+    yield process, tokens
     process.kill()
 
 
 class Streams:
     """Watch streams, each on a connection of its own, held open until the test ends."""
 
-    def __init__(self, plane: ControlPlaneProcess, service: str) -> None:
+    def __init__(self, plane: ControlPlaneProcess, tokens: dict[str, str], service: str) -> None:
         self._plane = plane
+        self._tokens = tokens
         self._service = service
         self._open: list[tuple[grpc.Channel, Any]] = []
 
     def watch(self, who: str) -> grpc.StatusCode:
         """Open one more Watch stream as `who`; OK once its first message came, else the refusal's code."""
-        channel = connect(self._plane.address, token=TOKENS[who]).channel()
+        channel = connect(self._plane.address, token=self._tokens[who]).channel()
         call = registry_pb2_grpc.RegistryServiceStub(channel).Watch(
             registry_pb2.WatchRequest(service=self._service), timeout=60)
         self._open.append((channel, call))
@@ -70,14 +65,15 @@ class Streams:
 
 
 def test_one_caller_holds_at_most_its_share_of_streams_and_streams_leave_room_for_unary_calls(
-    plane: ControlPlaneProcess,
+    plane: tuple[ControlPlaneProcess, dict[str, str]],
 ) -> None:
+    process, tokens = plane
     service = f"budget-{uuid.uuid4().hex[:6]}"
-    with connect(plane.address, token=TOKENS["other"]).channel() as channel:
+    with connect(process.address, token=tokens["other"]).channel() as channel:
         registry = registry_pb2_grpc.RegistryServiceStub(channel)
         registry.Register(registry_pb2.RegisterRequest(service=service, address="127.0.0.1", port=8080,
                                                        check=ttl(30)), timeout=10)
-        streams = Streams(plane, service)
+        streams = Streams(process, tokens, service)
         try:
             flooder = [streams.watch("flooder") for _ in range(4)]  # four connections, one caller
             other = [streams.watch("other") for _ in range(4)]

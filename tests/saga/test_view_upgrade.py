@@ -15,13 +15,19 @@ import consul as consul_module
 import pytest
 
 from controlplane.consul.local_agent import LocalConsul
-from controlplane.saga.view_upgrade import VIEWS_VERSION
+from controlplane.saga.eventstore import Event, EventStore
+from controlplane.saga.projections import SagasByStatus
+from controlplane.saga.repository import SagaRepository, fold_slice
+from controlplane.saga.retention import EndedSagas
+from controlplane.saga.state import EventType
+from controlplane.saga.view_upgrade import VIEWS_VERSION, ViewUpgrade
 from controlplane.v1 import saga_pb2, saga_pb2_grpc
 from tests.helpers import ControlPlaneProcess, wait_until
 from tests.saga.participants import Participants
 from tests.saga.sagas import order_input, start, wait_ended
 from tests.saga.test_admission import registered
 from tests.saga.test_crash_recovery import saga_args
+from tests.saga.test_event_store import run
 from tests.saga.test_hostile_input import saga_keys
 
 
@@ -90,3 +96,32 @@ def test_sagas_of_an_older_release_are_listed_and_swept_once_a_replica_upgrades_
     assert kept == saga_pb2.SAGA_STATUS_NEEDS_ATTENTION
     _, ended_index = client.kv.get(f"{prefix}views/ended/", keys=True)
     assert not ended_index  # the entries the upgrade added were swept with their sagas
+
+
+def test_a_fresh_claim_of_another_replica_is_left_to_it_and_a_stale_one_is_taken_over(consul: LocalConsul) -> None:
+    started = {"definition_name": "order", "definition_version": 1, "input": {}, "steps": ["one"]}
+    now = [1_000_000.0]
+
+    async def scenario(store: EventStore) -> tuple[bool, bool, bool, int | None]:
+        projection = SagasByStatus(store._consul, store.prefix)
+        ended = EndedSagas(store._consul, store, projection.key, retention=60)
+        state = await SagaRepository(store, projection).append(  # recorded without the index of ended sagas
+            "older", None, [Event(EventType.SAGA_STARTED, 1.0, started)])
+        await SagaRepository(store, projection).append("older", state, [Event(EventType.SAGA_COMPLETED, 2.0)])
+        upgrade = ViewUpgrade(store._consul, store, projection, ended, fold_slice, replica_id="mine",
+                              claim_ttl=900, clock=lambda: now[0])
+        claim = {"version": 1, "upgrading": {"to": VIEWS_VERSION, "by": "theirs", "at": now[0] - 10}}
+        await store._consul.kv.put(upgrade.key, json.dumps(claim))
+        left = await upgrade.step()
+        indexed_while_left = bool(await ended.indexed())
+        now[0] += 900  # their claim is now 910 s old: its replica is taken to be dead
+        took_over = await upgrade.step()
+        indexed = "older" in await ended.indexed()
+        _, entry = await store._consul.kv.get(upgrade.key)
+        return left, indexed_while_left, took_over and indexed, json.loads(entry["Value"]).get("version")
+
+    left, indexed_while_left, took_over, version_after = run(consul, scenario)
+
+    assert (left, indexed_while_left) == (False, False)
+    assert took_over
+    assert version_after == VIEWS_VERSION

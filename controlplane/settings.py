@@ -112,6 +112,10 @@ class ServerSettings:
                             default=env.get("CONTROLPLANE_MAX_STREAMS_PER_CALLER", defaults.max_streams_per_caller),
                             help="streams one caller (identity, else address) holds open at once (0: half of "
                                  "--max-streams) [env CONTROLPLANE_MAX_STREAMS_PER_CALLER]")
+        parser.add_argument("--config-history", type=whole(1, 1_000_000),
+                            default=env.get("CONTROLPLANE_CONFIG_HISTORY", defaults.config.history),
+                            help="versions of a service's config history kept; each write removes the one this "
+                                 "many before it [env CONTROLPLANE_CONFIG_HISTORY, default %(default)s]")
         parser.add_argument("--metrics-listen", default=env.get("CONTROLPLANE_METRICS_LISTEN", defaults.metrics_listen),
                             help="host:port of the Prometheus metrics endpoint, '' for none "
                                  "[env CONTROLPLANE_METRICS_LISTEN, default %(default)s]")
@@ -150,6 +154,7 @@ class ServerSettings:
                 blocking_wait=args.blocking_wait,
                 backoff=Backoff(initial=min(0.1, args.retry_max), maximum=args.retry_max),
             ),
+            config=ConfigSettings(history=args.config_history),
             saga=SagaSettings.from_namespace(args),
         )
 

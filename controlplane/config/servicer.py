@@ -69,7 +69,8 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
         reachability: Reachability | None = None,
     ) -> ConfigServicer:
         """The servicer with its store and watches. `blocking_wait` (seconds) must fit `blocking_client`'s timeout."""
-        store = ConfigStore(client, blocking_client, max_txn_bytes=settings.consul_txn_max_bytes)
+        store = ConfigStore(client, blocking_client, max_txn_bytes=settings.consul_txn_max_bytes,
+                            history=settings.history)
         watches = ConfigWatches(store, settings, blocking_wait=blocking_wait, backoff=backoff,
                                 reachability=reachability)
         return cls(store, watches, settings, secrets or EnvSecretProvider(prefix=settings.secret_env_prefix))

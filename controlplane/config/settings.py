@@ -23,3 +23,7 @@ class ConfigSettings:
     idle_timeout: float = 300.0
     # Services whose config is watched at once (one Consul connection each); see WatchSet.
     max_watches: int = 128
+    # Versions of a service's history kept (--config-history): each write removes the one this many
+    # before it, so a service's history holds at most this many layers of up to max_layer_bytes each
+    # (a loop of writes would otherwise grow Consul, which holds everything in memory, without bound).
+    history: int = 1000

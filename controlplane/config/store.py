@@ -15,8 +15,8 @@ Key layout (all values are UTF-8 JSON; times are RFC 3339 UTC):
 
 Everything needed to serve and to write a service sits under `services/<service>/`, so one recursive read
 is a consistent snapshot, and one blocking query on that prefix wakes on every change that matters but not
-on history, which only grows. `_default` cannot clash with an environment: environment names start with a
-lowercase letter.
+on history, which keeps a service's latest `history` versions (each write removes the one that many
+before it). `_default` cannot clash with an environment: environment names start with a lowercase letter.
 
 Every write is one Consul transaction (/v1/txn) of compare-and-set operations against the ModifyIndexes
 read with the snapshot: a layer write sets the version counter, the layer and its new history entry
@@ -92,10 +92,12 @@ class ConfigStore:
         blocking_client: consul.aio.Consul,
         *,
         max_txn_bytes: int = CONSUL_TXN_MAX_BYTES,
+        history: int = 1000,
     ) -> None:
         self._consul = client
         self._blocking = blocking_client
         self._max_txn_bytes = max_txn_bytes
+        self.history = history
 
     async def load(self, service: str, index: int = 0, wait: float = 0.0) -> tuple[int, ServiceState]:
         """A consistent snapshot of `service`; with `index`, blocks up to `wait` seconds for a change past it."""
@@ -116,6 +118,8 @@ class ConfigStore:
             _cas(layer_key(service, layer.environment), _layer_record(layer), current.modify_index if current else 0),
             _cas(history_key(service, entry.version), _entry_record(entry), 0),
         ]
+        if entry.version > self.history:  # the history keeps the latest `history` versions
+            ops.append({"KV": {"Verb": "delete", "Key": history_key(service, entry.version - self.history)}})
         await self._transact(ops, what=f"write config of {service}", field="content")
 
     async def commit_schema(self, state: ServiceState, record: SchemaRecord) -> None:

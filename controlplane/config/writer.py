@@ -85,10 +85,11 @@ class ConfigWriter:
     async def rollback(
         self, service: str, environment: str, to_version: int, *, expected_version: int, author: str, message: str
     ) -> Layer:
-        """Write a new version of a layer whose content is that of `to_version` (history stays whole)."""
+        """Write a new version of a layer whose content is that of `to_version` (which stays in history)."""
         entry = await self._store.history_entry(service, to_version)
         if entry is None:
-            raise NotFoundError(f"{service} has no version {to_version}")
+            raise NotFoundError(f"{service} has no version {to_version} (its history keeps the latest "
+                                f"{self._store.history} versions)")
         if entry.environment != environment:
             raise ValidationError.single(
                 "to_version",

@@ -31,6 +31,7 @@ NUMERIC_FLAGS = {
     "--saga-retry-max": ("CONTROLPLANE_SAGA_RETRY_MAX", "0.2", ["0"]),
     "--saga-definitions-reassert": ("CONTROLPLANE_SAGA_DEFINITIONS_REASSERT", "1", ["0"]),
     "--saga-compensation-breaker-wait": ("CONTROLPLANE_SAGA_COMPENSATION_BREAKER_WAIT", "0", []),
+    "--config-history": ("CONTROLPLANE_CONFIG_HISTORY", "3", ["0", "1000001", "1.5"]),
     "--max-streams": ("CONTROLPLANE_MAX_STREAMS", "5", ["1000001", "1.5"]),
     "--max-streams-per-caller": ("CONTROLPLANE_MAX_STREAMS_PER_CALLER", "4", ["1000001", "1.5"]),
     "--saga-max-driving": ("CONTROLPLANE_SAGA_MAX_DRIVING", "3", ["0", "1000001", "1.5"]),
@@ -70,6 +71,7 @@ def test_good_values_reach_the_settings_from_flags_and_from_the_environment() ->
         assert settings.consul_timeout == 2.5
         assert settings.max_concurrent_rpcs == 2
         assert (settings.max_streams, settings.max_streams_per_caller) == (5, 4)
+        assert settings.config.history == 3
         assert settings.cache.blocking_wait == 30.0
         assert settings.saga.session_ttl == 12.0
         assert settings.saga.liveness_ttl == 0.0

@@ -1,14 +1,18 @@
-"""History: every write is a version with author, time, message and change summary; rollback adds one."""
+"""History: every write is a version with author, time, message and change summary; rollback adds one; a
+service's history keeps its latest --config-history versions."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
+import consul as consul_module
 import grpc
 import pytest
 
-from controlplane.v1 import config_pb2
+from controlplane.v1 import config_pb2, config_pb2_grpc
 from tests.config.conftest import content_of, get_config, set_config
+from tests.helpers import ControlPlaneProcess
 
 
 def versions(stub, service: str, **request: object) -> config_pb2.ListVersionsResponse:
@@ -86,3 +90,31 @@ def test_rollback_checks_the_expected_version_and_the_layer(config, service):
             config.Rollback(config_pb2.RollbackRequest(service=service, **request), timeout=10)
         assert failure.value.code() == code, request
     assert get_config(config, service, "prod").document.version == 3
+
+
+@pytest.fixture(scope="module")
+def short_history(consul, tmp_path_factory) -> Iterator[config_pb2_grpc.ConfigServiceStub]:
+    """A control plane keeping three versions of each service's history."""
+    process = ControlPlaneProcess(consul.http_addr, log_path=tmp_path_factory.mktemp("history") / "cp.log",
+                                  extra_args=["--config-history", "3"]).start()
+    with process.channel() as channel:
+        yield config_pb2_grpc.ConfigServiceStub(channel)
+    process.kill()
+
+
+def test_history_keeps_the_latest_versions_and_older_ones_are_gone_from_consul(short_history, consul, service):
+    for n in range(5):
+        set_config(short_history, service, {"n": n}, expected=n)
+    listed = [v.version for v in versions(short_history, service).versions]
+    with pytest.raises(grpc.RpcError) as gone:
+        short_history.Rollback(config_pb2.RollbackRequest(service=service, to_version=2, expected_version=5),
+                               timeout=10)
+    rolled = short_history.Rollback(config_pb2.RollbackRequest(service=service, to_version=3, expected_version=5),
+                                    timeout=10).document
+    _, keys = consul_module.Consul(*consul.http_addr.split(":")).kv.get(
+        f"controlplane/config/history/{service}/", keys=True)
+
+    assert listed == [5, 4, 3]
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND and "keeps the latest 3 versions" in gone.value.details()
+    assert (rolled.version, content_of(rolled)) == (6, {"n": 2})
+    assert [int(key.rsplit("/", 1)[1]) for key in keys] == [4, 5, 6]  # each write removed the one 3 before it

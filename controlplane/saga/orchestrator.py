@@ -18,6 +18,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from controlplane.errors import (
     NotFoundError,
     PreconditionError,
 )
+from controlplane.log_budget import LogBudget
 from controlplane.saga import planner, record_size, templates
 from controlplane.saga.definition_store import DefinitionStore
 from controlplane.saga.definitions import Definition, Step
@@ -45,6 +47,7 @@ from controlplane.saga.settings import SagaSettings
 from controlplane.saga.state import EventType, SagaState, SagaStatus, apply, evolve
 
 log = logging.getLogger(__name__)
+_breaker_waits_log = LogBudget(log)
 
 MAX_ERROR_TEXT = 2000
 SESSION_WAIT = 5.0  # seconds StartSaga waits for this replica's Consul session
@@ -472,10 +475,13 @@ class Orchestrator:
                 pause = planner.breaker_wait(exc.retry_after, waited, budget)
                 if pause is None:
                     raise
-                log.info("saga %s: %s of step %s waits %.2fs for a circuit breaker (%s)", saga_id,
-                         "compensation" if call.compensation else "action", spec.name, pause, exc.message)
+                # Sagas behind one breaker wait in numbers: a few lines a minute per participant, not one each.
+                _breaker_waits_log.log(logging.INFO, spec.target_service,
+                                       "saga %s: %s of step %s waits %.2fs for a circuit breaker (%s)", saga_id,
+                                       "compensation" if call.compensation else "action", spec.name, pause,
+                                       exc.message)
                 breaker_waits[waits] = waited + pause
-                await asyncio.sleep(pause)
+                await asyncio.sleep(pause * random.uniform(1.0, 1.25))  # apart, not all at the same instant
 
     # -- takeover -------------------------------------------------------------------------------
 

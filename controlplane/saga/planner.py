@@ -130,8 +130,11 @@ def _backoff_left(failures: int, delay: object, last: float | None, now: float) 
     return max(0.0, last + delay(failures) - now)  # type: ignore[operator]
 
 
-# Seconds a compensation waits when a half-open breaker refused it (its trial calls were all taken).
+# Seconds a call waits when a half-open breaker refused it (its trial calls were all taken), at first; the
+# wait grows with the time already waited, up to MAX_HALF_OPEN_RETRY, so thousands of sagas behind one
+# breaker whose trials take long do not try again five times a second each.
 HALF_OPEN_RETRY = 0.2
+MAX_HALF_OPEN_RETRY = 2.0
 # Seconds added to a breaker's retry-after (sent in whole milliseconds), so the wait surely covers it.
 BREAKER_MARGIN = 0.01
 
@@ -144,7 +147,10 @@ def breaker_wait(retry_after: float | None, waited: float, budget: float) -> flo
     retry_after: seconds until the breaker lets a trial call through (None: it is half-open and every
     trial call is taken). waited: seconds this step's action (or compensation) already waited for breakers.
     """
-    pause = HALF_OPEN_RETRY if retry_after is None else max(0.0, retry_after) + BREAKER_MARGIN
+    if retry_after is None:
+        pause = max(HALF_OPEN_RETRY, min(MAX_HALF_OPEN_RETRY, waited / 2))
+    else:
+        pause = max(0.0, retry_after) + BREAKER_MARGIN
     return pause if waited + pause <= budget else None
 
 

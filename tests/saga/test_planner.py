@@ -7,7 +7,16 @@ from typing import Any
 from controlplane.saga.convert import SagaWire, saga_to_proto
 from controlplane.saga.definitions import compile_definition
 from controlplane.saga.eventstore import Event
-from controlplane.saga.planner import BREAKER_MARGIN, HALF_OPEN_RETRY, Call, Finish, Sleep, breaker_wait, plan
+from controlplane.saga.planner import (
+    BREAKER_MARGIN,
+    HALF_OPEN_RETRY,
+    MAX_HALF_OPEN_RETRY,
+    Call,
+    Finish,
+    Sleep,
+    breaker_wait,
+    plan,
+)
 from controlplane.saga.state import EventType, SagaState, SagaStatus, StepStatus, apply, evolve
 from tests.saga.sagas import order_definition
 
@@ -158,6 +167,9 @@ def test_an_attempt_refused_locally_keeps_what_earlier_attempts_left_unknown() -
 def test_a_compensation_refused_by_an_open_breaker_waits_until_a_trial_call_is_allowed() -> None:
     assert breaker_wait(retry_after=2.5, waited=0.0, budget=60.0) == 2.5 + BREAKER_MARGIN
     assert breaker_wait(retry_after=None, waited=0.0, budget=60.0) == HALF_OPEN_RETRY  # half-open, trials taken
+    # Behind a half-open breaker the wait grows with the time waited, up to its cap.
+    assert [breaker_wait(retry_after=None, waited=w, budget=60.0) for w in (0.4, 1.0, 3.0, 30.0)] == [
+        HALF_OPEN_RETRY, 0.5, 1.5, MAX_HALF_OPEN_RETRY]
     assert breaker_wait(retry_after=0.0, waited=59.0, budget=60.0) == BREAKER_MARGIN
 
 

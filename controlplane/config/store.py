@@ -119,7 +119,7 @@ class ConfigStore:
             _cas(history_key(service, entry.version), _entry_record(entry), 0),
         ]
         if entry.version > self.history:  # the history keeps the latest `history` versions
-            ops.append({"KV": {"Verb": "delete", "Key": history_key(service, entry.version - self.history)}})
+            ops.append(_delete(history_key(service, entry.version - self.history)))
         await self._transact(ops, what=f"write config of {service}", field="content")
 
     async def commit_schema(self, state: ServiceState, record: SchemaRecord) -> None:
@@ -183,6 +183,10 @@ def _value(record: dict[str, Any]) -> str:
 def _cas(key: str, record: dict[str, Any], index: int) -> dict[str, Any]:
     # Index 0 means "only if the key does not exist yet".
     return {"KV": {"Verb": "cas", "Key": key, "Value": _value(record), "Index": index}}
+
+
+def _delete(key: str) -> dict[str, Any]:
+    return {"KV": {"Verb": "delete", "Key": key}}
 
 
 def _check_index(key: str, index: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from controlplane.held import Held
 from controlplane.interceptors._server import HandlerCache, wrap_handler
 from controlplane.interceptors.call import CallKind
 from controlplane.security.identity import caller_of
@@ -34,14 +35,13 @@ class StreamBudget(grpc.aio.ServerInterceptor):
     def __init__(self, total: int, per_caller: int) -> None:
         self.total = total
         self.per_caller = min(per_caller, total)
-        self._open = 0
-        self._held: dict[str, int] = {}
+        self._held = Held()
         self._handlers = HandlerCache()
 
     @property
     def open(self) -> int:
         """Streams open now."""
-        return self._open
+        return self._held.total
 
     async def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
@@ -58,7 +58,7 @@ class StreamBudget(grpc.aio.ServerInterceptor):
                     async for response in behavior(request, context):
                         yield response
                 finally:
-                    self._leave(caller)
+                    self._held.remove(caller)
 
             return streaming
 
@@ -68,31 +68,22 @@ class StreamBudget(grpc.aio.ServerInterceptor):
                 result = behavior(request, context)
                 return await result if inspect.isawaitable(result) else result
             finally:
-                self._leave(caller)
+                self._held.remove(caller)
 
         return call
 
     async def _enter(self, context: grpc.aio.ServicerContext) -> str:
         caller = caller_of(context)
-        if self._open >= self.total:
+        if self._held.total >= self.total:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"this control plane holds {self.total} open streams, the most it may (--max-streams), "
                                 "so that other calls find room; retry later or on another replica")
-        if self._held.get(caller, 0) >= self.per_caller:
+        if self._held.of(caller) >= self.per_caller:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"this control plane holds {self.per_caller} open streams of this caller, the most one "
                                 "caller may (--max-streams-per-caller); close some first")
-        self._open += 1
-        self._held[caller] = self._held.get(caller, 0) + 1
+        self._held.add(caller)
         return caller
-
-    def _leave(self, caller: str) -> None:
-        self._open -= 1
-        left = self._held[caller] - 1
-        if left:
-            self._held[caller] = left
-        else:
-            del self._held[caller]
 
 
 def stream_budget(max_concurrent_rpcs: int, max_streams: int = 0, per_caller: int = 0) -> StreamBudget:

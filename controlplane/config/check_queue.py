@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from controlplane.errors import LimitExceeded
+from controlplane.held import Held
 
 __all__ = ["CHECK_CALLER", "MAX_CHECKS_PER_CALLER", "MAX_WAITING_CHECKS", "CheckQueue", "off_loop"]
 
@@ -53,14 +54,14 @@ class CheckQueue:
         self.per_caller = per_caller
         self._turn = threading.Condition()
         self._queues: dict[str, deque[_Check]] = {}  # callers in turn order: the first one goes next
-        self._held: dict[str, int] = {}  # checks waiting or running, per caller
+        self._held = Held()  # checks waiting or running, per caller
         self._thread: threading.Thread | None = None
 
     @property
     def waiting(self) -> int:
         """Checks waiting or running now."""
         with self._turn:
-            return sum(self._held.values())
+            return self._held.total
 
     async def run(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`check(*args, **kwargs)` on the check thread, in the caller's turn; LimitExceeded when the queue or
@@ -69,14 +70,14 @@ class CheckQueue:
         loop = asyncio.get_running_loop()
         job = _Check(caller, lambda: check(*args, **kwargs), loop, loop.create_future())
         with self._turn:
-            total = sum(self._held.values())
+            total = self._held.total
             if total >= self.max_waiting:
                 raise LimitExceeded(f"{total} config checks are waiting already; retry shortly")
-            mine = self._held.get(caller, 0)
+            mine = self._held.of(caller)
             if mine >= self.per_caller:
                 raise LimitExceeded(f"{mine} config checks of this caller are waiting already (at most "
                                     f"{self.per_caller}); retry when they are done")
-            self._held[caller] = mine + 1
+            self._held.add(caller)
             self._queues.setdefault(caller, deque()).append(job)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name="config-checks", daemon=True)
@@ -96,14 +97,7 @@ class CheckQueue:
                 queue.remove(job)
                 if not queue:
                     del self._queues[job.caller]
-                self._release(job.caller)
-
-    def _release(self, caller: str) -> None:
-        left = self._held[caller] - 1
-        if left:
-            self._held[caller] = left
-        else:
-            del self._held[caller]
+                self._held.remove(job.caller)
 
     def _next(self) -> _Check:
         with self._turn:
@@ -124,7 +118,7 @@ class CheckQueue:
             except BaseException as error:  # handed to the caller, whatever it is
                 outcome = (False, error)
             with self._turn:
-                self._release(job.caller)
+                self._held.remove(job.caller)
             with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting
                 job.loop.call_soon_threadsafe(_settle, job.done, outcome)
 

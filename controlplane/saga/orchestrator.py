@@ -34,6 +34,7 @@ from controlplane.errors import (
     NotFoundError,
     PreconditionError,
 )
+from controlplane.held import Held
 from controlplane.log_budget import LogBudget
 from controlplane.saga import planner, record_size, templates
 from controlplane.saga.definition_store import DefinitionStore
@@ -110,7 +111,7 @@ class Orchestrator:
         self._left_orphans = False  # the takeover scan left sagas without a driver: this replica was full
         # Who started each saga driven here (adopted sagas have no caller), and how many each caller has.
         self._callers: dict[str, str] = {}
-        self._held: dict[str, int] = {}
+        self._held = Held()
 
     @property
     def replica_id(self) -> str:
@@ -161,7 +162,7 @@ class Orchestrator:
             return await self._existing_when_full(
                 saga_id, definition, requested_version, saga_input,
                 f"this replica drives {self._settings.max_driving} sagas, the most it may (--saga-max-driving)")
-        if caller and self._held.get(caller, 0) >= self._settings.caller_share:
+        if caller and self._held.of(caller) >= self._settings.caller_share:
             return await self._existing_when_full(
                 saga_id, definition, requested_version, saga_input,
                 f"this replica drives {self._settings.caller_share} sagas this caller started, the most one caller "
@@ -204,15 +205,11 @@ class Orchestrator:
 
     def _hold(self, caller: str) -> None:
         if caller:
-            self._held[caller] = self._held.get(caller, 0) + 1
+            self._held.add(caller)
 
     def _release(self, caller: str | None) -> None:
         if caller:
-            held = self._held[caller] - 1
-            if held:
-                self._held[caller] = held
-            else:
-                del self._held[caller]
+            self._held.remove(caller)
 
     def _repeated(self, existing: SagaState, requested: str) -> SagaState:
         """The saga a StartSaga repeats (same id): itself when the request is the same, else ALREADY_EXISTS."""

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 from controlplane.errors import LimitExceeded
+from controlplane.held import Held
 
 # Open watch streams per caller (per gRPC connection) and per kind of stream.
 DEFAULT_PER_CALLER = 100
@@ -17,21 +18,16 @@ class StreamQuota:
     def __init__(self, what: str, per_caller: int = DEFAULT_PER_CALLER) -> None:
         self._what = what
         self._per_caller = per_caller
-        self._open: dict[str, int] = {}
+        self._open = Held()
 
     @contextlib.contextmanager
     def hold(self, caller: str) -> Iterator[None]:
         """Count one stream of `caller` while the block runs; LimitExceeded when it has too many open."""
-        count = self._open.get(caller, 0)
-        if count >= self._per_caller:
+        if self._open.of(caller) >= self._per_caller:
             raise LimitExceeded(f"at most {self._per_caller} {self._what} streams may be open per connection; "
                                 "close some first")
-        self._open[caller] = count + 1
+        self._open.add(caller)
         try:
             yield
         finally:
-            left = self._open[caller] - 1
-            if left:
-                self._open[caller] = left
-            else:
-                del self._open[caller]
+            self._open.remove(caller)
